@@ -1,0 +1,291 @@
+"""XLMRobertaConfig: HF field names and defaults, ``config.json`` in and out.
+
+Framework-neutral: imports only the standard library. A ``config.json`` written by HF
+transformers loads here, and one written here loads in HF; keys this class does not know
+are kept and written back unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+CONFIG_NAME = "config.json"
+
+# Activation names every backend implements (HF ACT2FN spellings).
+SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh")
+POSITION_EMBEDDING_TYPES = ("absolute", "relative_key", "relative_key_query")
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+
+# Fields of XLMRobertaConfig itself, with the reference defaults (yes, vocab_size=30522).
+_MODEL_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "initializer_range": 0.02,
+    "layer_norm_eps": 1e-12,
+    "pad_token_id": 1,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+    "position_embedding_type": "absolute",
+    "use_cache": True,
+    "classifier_dropout": None,
+}
+
+# Fields of HF's PretrainedConfig that the heads read.
+_COMMON_DEFAULTS: dict[str, Any] = {
+    "is_decoder": False,
+    "add_cross_attention": False,
+    "tie_word_embeddings": True,
+    "problem_type": None,
+    "architectures": None,
+    "output_attentions": False,
+    "output_hidden_states": False,
+    "return_dict": True,
+    "torch_dtype": None,
+}
+
+_POSITIVE_INT_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+)
+_PROBABILITY_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+
+
+class XLMRobertaConfig:
+    """Configuration of an XLM-RoBERTa model, field for field HF's ``XLMRobertaConfig``.
+
+    Args:
+        vocab_size: Size of the token vocabulary (250002 for the released checkpoints).
+        hidden_size: Width of the encoder layers and the pooler.
+        num_hidden_layers: Number of transformer layers.
+        num_attention_heads: Attention heads per layer; must divide ``hidden_size``.
+        intermediate_size: Width of the feed-forward layer.
+        hidden_act: Feed-forward activation, one of ``SUPPORTED_ACTIVATIONS``.
+        max_position_embeddings: Rows of the position table (sequences hold at most
+            ``max_position_embeddings - pad_token_id - 1`` tokens).
+        num_labels: Output size of the classification heads (or ``id2label``).
+        **kwargs: Any other HF config key; unknown keys are kept and written back.
+
+    Example:
+        >>> from xlmr import XLMRobertaConfig
+        >>> config = XLMRobertaConfig(vocab_size=250002, num_labels=3)
+        >>> config.hidden_size // config.num_attention_heads
+        64
+    """
+
+    model_type = "xlm-roberta"
+
+    def __init__(self, **kwargs: Any) -> None:
+        for name, default in {**_MODEL_DEFAULTS, **_COMMON_DEFAULTS}.items():
+            setattr(self, name, kwargs.pop(name, copy.deepcopy(default)))
+        id2label = kwargs.pop("id2label", None)
+        label2id = kwargs.pop("label2id", None)
+        num_labels = kwargs.pop("num_labels", None)
+        kwargs.pop("model_type", None)
+        if id2label is not None:
+            id2label = {int(k): v for k, v in dict(id2label).items()}
+            if num_labels is not None and num_labels != len(id2label):
+                raise ValueError(
+                    f"num_labels={num_labels} disagrees with id2label, which has {len(id2label)} entries"
+                )
+        else:
+            n = 2 if num_labels is None else num_labels
+            if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+                raise ValueError(f"num_labels must be a positive integer, got {n!r}")
+            id2label = {i: f"LABEL_{i}" for i in range(n)}
+        self.id2label = id2label
+        self.label2id = (
+            {str(k): int(v) for k, v in label2id.items()}
+            if label2id is not None
+            else {v: k for k, v in id2label.items()}
+        )
+        # Everything else (transformers_version, HF generation fields, user keys) is kept verbatim.
+        self._extra: dict[str, Any] = dict(kwargs)
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+        self.validate()
+
+    # -- derived fields -------------------------------------------------------------------
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    @num_labels.setter
+    def num_labels(self, n: int) -> None:
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            raise ValueError(f"num_labels must be a positive integer, got {n!r}")
+        if n != len(self.id2label):
+            self.id2label = {i: f"LABEL_{i}" for i in range(n)}
+            self.label2id = {v: k for k, v in self.id2label.items()}
+
+    @property
+    def use_return_dict(self) -> bool:
+        return bool(self.return_dict)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def max_sequence_length(self) -> int:
+        """Longest input the position table allows (positions start after the padding index)."""
+        return self.max_position_embeddings - self.pad_token_id - 1
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        # Attributes set by users after construction are saved like HF saves them.
+        if (
+            name not in _MODEL_DEFAULTS
+            and name not in _COMMON_DEFAULTS
+            and name not in ("id2label", "label2id")
+            and not name.startswith("_")
+            and not isinstance(getattr(type(self), name, None), property)
+            and "_extra" in self.__dict__
+        ):
+            self._extra[name] = value
+
+    # -- validation -----------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ValueError naming the first invalid field."""
+        for name in _POSITIVE_INT_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) is not a multiple of num_attention_heads "
+                f"({self.num_attention_heads})"
+            )
+        for name in _PROBABILITY_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+        if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout <= 1.0:
+            raise ValueError(f"classifier_dropout must be None or in [0, 1], got {self.classifier_dropout!r}")
+        if not isinstance(self.layer_norm_eps, int | float) or self.layer_norm_eps <= 0:
+            raise ValueError(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
+        if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
+            raise ValueError(
+                f"position_embedding_type must be one of {POSITION_EMBEDDING_TYPES}, "
+                f"got {self.position_embedding_type!r}"
+            )
+        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
+            raise ValueError(f"hidden_act must be one of {SUPPORTED_ACTIVATIONS}, got {self.hidden_act!r}")
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"problem_type must be None or one of {PROBLEM_TYPES}, got {self.problem_type!r}")
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"pad_token_id ({self.pad_token_id}) must lie in [0, vocab_size={self.vocab_size})")
+        if self.max_sequence_length <= 0:
+            raise ValueError(
+                f"max_position_embeddings ({self.max_position_embeddings}) leaves no room for tokens after "
+                f"the padding offset (pad_token_id={self.pad_token_id})"
+            )
+        if sorted(self.id2label) != list(range(len(self.id2label))):
+            raise ValueError(f"id2label keys must be 0..num_labels-1, got {sorted(self.id2label)}")
+
+    # -- dict / json ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in (*_MODEL_DEFAULTS, *_COMMON_DEFAULTS):
+            out[name] = copy.deepcopy(getattr(self, name))
+        out["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        out["label2id"] = dict(self.label2id)
+        out.update(copy.deepcopy(self._extra))
+        out["model_type"] = self.model_type
+        return dict(sorted(out.items()))
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **overrides: Any) -> XLMRobertaConfig:
+        if not isinstance(config_dict, dict):
+            raise TypeError(f"config must be a dict, got {type(config_dict).__name__}")
+        model_type = config_dict.get("model_type", cls.model_type)
+        if model_type not in (cls.model_type, "roberta", "xlm_roberta"):
+            raise ValueError(f"model_type {model_type!r} is not an XLM-RoBERTa config")
+        return cls(**{**config_dict, **overrides})
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    def to_json_file(self, path: str | os.PathLike) -> None:
+        atomic_write_text(Path(path), self.to_json_string())
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> XLMRobertaConfig:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config file not found: {path}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> XLMRobertaConfig:
+        """Load ``config.json`` from a directory (or a JSON file), overriding fields with ``overrides``."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / CONFIG_NAME
+        elif not path.exists():
+            raise FileNotFoundError(f"no such directory or config file: {path}")
+        config = cls.from_json_file(path)
+        if overrides:
+            config = cls.from_dict(config.to_dict(), **overrides)
+        return config
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        save_directory = Path(save_directory)
+        if save_directory.exists() and not save_directory.is_dir():
+            raise NotADirectoryError(f"save_pretrained needs a directory, {save_directory} is a file")
+        save_directory.mkdir(parents=True, exist_ok=True)
+        target = save_directory / CONFIG_NAME
+        self.to_json_file(target)
+        return target
+
+    def copy(self, **overrides: Any) -> XLMRobertaConfig:
+        return type(self).from_dict(self.to_dict(), **overrides)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, XLMRobertaConfig) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__} {self.to_json_string()}"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory, then rename."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
