@@ -31,6 +31,13 @@ def tiny_config(**overrides) -> XLMRobertaConfig:
     return XLMRobertaConfig(**kw)
 
 
+def head_config(head: str, **overrides) -> XLMRobertaConfig:
+    """``tiny_config`` fit for ``head``: question answering needs exactly two labels (start, end)."""
+    if head == "question_answering":
+        overrides.setdefault("num_labels", 2)
+    return tiny_config(**overrides)
+
+
 def make_inputs(config: XLMRobertaConfig, head: str, batch: int = 2, seq: int = 7, seed: int = 0,
                 labels: bool = True, num_choices: int = 3) -> dict[str, np.ndarray]:
     """A padded batch (row 1 ends in padding) with token types and, optionally, labels."""

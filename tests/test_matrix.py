@@ -16,6 +16,7 @@ from tests.reference import (
     canonical_state_dict,
     hf_torch_forward,
     hf_torch_model,
+    head_config,
     make_inputs,
     tiny_config,
 )
@@ -34,7 +35,7 @@ def transformers():
 def test_matches_hf_torch(backend, head, transformers):
     adapter = get_adapter(backend)
     pytest.importorskip("torch", reason="the HF reference runs on PyTorch")
-    config = tiny_config()
+    config = head_config(head)
     reference = hf_torch_model(head, config)
     state_dict = canonical_state_dict(reference, config, head)
     inputs = make_inputs(config, head, labels=head != "base")
