@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,9 +11,12 @@ import numpy as np
 
 from xlmr import weights as W
 from xlmr.config import CONFIG_NAME, XLMRobertaConfig
-from xlmr.heads import Head, get_head
+from xlmr.heads import Head, get_head, head_from_architectures
 
-from . import safetensors_io, torch_io
+from . import h5_io, msgpack_io, safetensors_io, torch_io
+from .common import CheckpointError, LazyStateDict, Staged, np_dtype
+
+logger = logging.getLogger("xlmr")
 
 # format name -> (single file, sharded index), in the order from_pretrained prefers them.
 FORMATS: dict[str, tuple[str, str]] = {
@@ -22,9 +26,8 @@ FORMATS: dict[str, tuple[str, str]] = {
     "flax": ("flax_model.msgpack", "flax_model.msgpack.index.json"),
 }
 
-
-class CheckpointError(ValueError):
-    """A weight file that cannot be read: names the file and what is wrong with it."""
+__all__ = ["CheckpointError", "FORMATS", "find_weight_file", "format_of", "open_state_dict", "read_state_dict",
+           "write_state_dict", "stage_state_dict", "head_of", "load_pretrained", "save_pretrained"]  # fmt: skip
 
 
 def find_weight_file(directory: str | os.PathLike) -> Path:
@@ -55,19 +58,83 @@ def format_of(path: str | os.PathLike) -> str:
     raise CheckpointError(f"{path}: not a known weight file (.safetensors, .bin, .h5, .msgpack or a shard index)")
 
 
-def read_state_dict(path: str | os.PathLike, config: XLMRobertaConfig | None = None) -> dict[str, np.ndarray]:
-    """Read any of the four weight files (or a shard index) into canonical names.
+def open_state_dict(path: str | os.PathLike, config: XLMRobertaConfig | None = None) -> LazyStateDict:
+    """Open any of the four weight files (or a shard index) lazily, with canonical names.
 
-    ``config`` lets readers whose files do not say which head they hold (none, today) decide it.
+    Values are :class:`~conversion.common.LazyTensor` (shape and dtype known, data read on
+    ``load()``); close the result (or use it as a context manager) when done. Tied aliases that
+    a file stores (``lm_head.decoder.*`` in ``pytorch_model.bin``) are dropped: by ``config``'s
+    ties when given, else where they equal their source.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such weight file: {path}")
+    if path.is_dir():
+        path = find_weight_file(path)
     fmt = format_of(path)
-    reader = _READERS.get(fmt)
-    if reader is None:
-        raise CheckpointError(f"{path}: reading {fmt} files is not supported yet")
-    return W.canonicalize(reader(path))
+    opener = _OPENERS.get(fmt)
+    if opener is None:
+        raise CheckpointError(f"{path}: reading {fmt} files is not supported")
+    lazy = opener(path)
+    out = LazyStateDict(_resolve_ties(W.canonicalize(lazy), config), closers=[lazy.close])
+    out.metadata = dict(lazy.metadata, format=fmt, path=str(path))
+    return out
+
+
+def _resolve_ties(state_dict: dict, config: XLMRobertaConfig | None) -> dict:
+    if config is not None:
+        return W.resolve_ties(state_dict, config, head_of(config, state_dict))
+    # No config: every possible tie of an LM head, dropped only where the alias equals its source.
+    possible = W.tied_aliases(XLMRobertaConfig(tie_word_embeddings=True), "masked_lm")
+    for alias, source in possible.items():
+        a, s = state_dict.get(alias), state_dict.get(source)
+        if a is not None and s is not None and a.shape == s.shape and np.array_equal(a, s):
+            del state_dict[alias]
+    return state_dict
+
+
+def read_state_dict(path: str | os.PathLike, config: XLMRobertaConfig | None = None) -> dict[str, np.ndarray]:
+    """Read any of the four weight files (or a shard index) into a canonical numpy dict.
+
+    Names are canonical whatever the file's framework (TF / Flax names, layouts and legacy
+    ``gamma`` / ``beta`` spellings are converted), tied aliases dropped (by ``config`` when
+    given); dtypes are the file's.
+    """
+    with open_state_dict(path, config) as lazy:
+        return lazy.load_all()
+
+
+def head_of(config: XLMRobertaConfig, state_dict: Mapping | None = None) -> Head:
+    """The head a checkpoint holds: from ``config.architectures``, else guessed from its keys."""
+    head = head_from_architectures(config.architectures)
+    if head is None and state_dict is not None:
+        head = W.infer_head(state_dict)
+    if head is None:
+        raise ValueError("cannot tell the model head: config.json has no known 'architectures' and no weights given")
+    return head
+
+
+def stage_state_dict(
+    state_dict: Mapping,
+    config: XLMRobertaConfig,
+    head: Head | str,
+    directory: str | os.PathLike,
+    fmt: str = "safetensors",
+    *,
+    dtype: str | np.dtype | None = None,
+    max_shard_size: int | str | None = None,
+    progress=None,
+) -> Staged:
+    """Write ``fmt``'s file(s) under temporary names in ``directory``; ``.commit()`` puts them in place."""
+    head = get_head(head) if isinstance(head, str) else head
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown weight format {fmt!r}; expected one of {tuple(FORMATS)}")
+    writer = _STAGERS[fmt]
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    dtype = np_dtype(dtype) if dtype is not None else None
+    return writer(state_dict, config, head, directory / FORMATS[fmt][0], dtype=dtype,
+                  max_shard_size=max_shard_size, progress=progress)  # fmt: skip
 
 
 def write_state_dict(
@@ -76,19 +143,32 @@ def write_state_dict(
     head: Head | str,
     directory: str | os.PathLike,
     fmt: str = "safetensors",
+    *,
+    dtype: str | np.dtype | None = None,
+    max_shard_size: int | str | None = None,
 ) -> Path:
-    """Write a canonical state dict as ``fmt``'s weight file in ``directory`` (atomically)."""
-    head = get_head(head) if isinstance(head, str) else head
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown weight format {fmt!r}; expected one of {tuple(FORMATS)}")
-    writer = _WRITERS.get(fmt)
-    if writer is None:
-        raise ValueError(f"writing {fmt} files is not supported yet")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / FORMATS[fmt][0]
-    writer(dict(state_dict), config, head, target)
+    """Write a canonical state dict as ``fmt``'s weight file in ``directory`` (atomically).
+
+    Returns the file readers open: the weight file, or the shard index when ``max_shard_size``
+    splits it. Stale files of the same format (a single file replaced by shards, or the
+    other way round) are removed afterwards.
+    """
+    staged = stage_state_dict(state_dict, config, head, directory, fmt, dtype=dtype, max_shard_size=max_shard_size)
+    written = {final for _, final in staged.files}
+    target = staged.commit()
+    remove_stale(Path(directory), fmt, keep=written)
     return target
+
+
+def remove_stale(directory: Path, fmt: str, keep: set[Path]) -> None:
+    """Delete ``fmt`` weight files in ``directory`` that a new write did not produce (as HF does)."""
+    single, index = FORMATS[fmt]
+    stem, _, ext = single.rpartition(".")
+    for path in directory.iterdir():
+        name = path.name
+        ours = name in (single, index) or (name.startswith(stem + "-") and name.endswith("." + ext) and "-of-" in name)
+        if ours and path.is_file() and path not in keep:
+            path.unlink()
 
 
 def load_pretrained(
@@ -133,5 +213,13 @@ def save_pretrained(
     return target
 
 
-_READERS = {"safetensors": safetensors_io.read, "pytorch": torch_io.read}
-_WRITERS = {"safetensors": safetensors_io.write, "pytorch": torch_io.write}
+# Dispatch tables: format -> eager reader (path -> {name: array}), writer (sd, config, head, target).
+_READERS = {"safetensors": safetensors_io.read, "pytorch": torch_io.read, "tf": h5_io.read,
+            "flax": msgpack_io.read}  # fmt: skip
+_WRITERS = {"safetensors": safetensors_io.write, "pytorch": torch_io.write, "tf": h5_io.write,
+            "flax": msgpack_io.write}  # fmt: skip
+# The streaming forms the two tables are built on.
+_OPENERS = {"safetensors": safetensors_io.open_checkpoint, "pytorch": torch_io.open_checkpoint,
+            "tf": h5_io.open_checkpoint, "flax": msgpack_io.open_checkpoint}  # fmt: skip
+_STAGERS = {"safetensors": safetensors_io.stage, "pytorch": torch_io.stage, "tf": h5_io.stage,
+            "flax": msgpack_io.stage}  # fmt: skip

@@ -1,45 +1,208 @@
-"""``model.safetensors`` (and its sharded index) <-> canonical state dict."""
+"""``model.safetensors`` (and its sharded index) <-> canonical state dict, streamed tensor by tensor.
+
+The format is small enough to read and write directly: an 8-byte little-endian header length, a
+JSON header ``{"__metadata__": {...}, name: {"dtype", "shape", "data_offsets"}}`` padded with
+spaces to 8 bytes, then the raw little-endian data. Reading seeks to each tensor when it is
+needed; writing puts the header first and then each tensor's bytes, so neither holds more than
+one tensor. The files are byte-identical to ``safetensors.numpy.save_file``'s.
+
+Files written by HF's TF and Flax ``save_pretrained(safe_serialization=True)`` (metadata
+``format`` ``"tf"`` / ``"flax"``) are read too: their names and layouts are converted back.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import struct
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+
+from xlmr import weights as W
+from xlmr.config import XLMRobertaConfig
+from xlmr.heads import Head
+
+from .common import (
+    CheckpointError,
+    LazyStateDict,
+    LazyTensor,
+    Staged,
+    as_lazy,
+    bfloat16,
+    byte_view,
+    cast,
+    head_keys_in_order,
+    index_json,
+    plan_shards,
+    read_exact,
+    read_index,
+    shard_name,
+    staging,
+)
+
+SINGLE, INDEX = "model.safetensors", "model.safetensors.index.json"
+_MAX_HEADER = 100_000_000
+_CODES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+          "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}  # fmt: skip
+_NAMES = {v: k for k, v in _CODES.items()}
+# safetensors sorts tensors by dtype (its enum order, largest first), then by name.
+_RANK = ["BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "F64", "I64",
+         "U64"]  # fmt: skip
 
 
-def read(path: Path) -> dict[str, np.ndarray]:
-    path = Path(path)
-    if path.name.endswith(".index.json"):
-        return _read_index(path)
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+def _dtype(code: str, where: str) -> np.dtype:
+    if code not in _CODES:
+        raise CheckpointError(f"{where}: unsupported safetensors dtype {code!r}")
+    return bfloat16() if code == "BF16" else np.dtype(_CODES[code])
 
 
-def _read_index(path: Path) -> dict[str, np.ndarray]:
-    try:
-        weight_map = json.loads(path.read_text())["weight_map"]
-    except (json.JSONDecodeError, KeyError) as err:
-        raise ValueError(f"{path}: not a valid shard index ({err})") from None
-    out: dict[str, np.ndarray] = {}
-    for shard in sorted(set(weight_map.values())):
-        out.update(read(path.parent / shard))
+def _code(dtype: np.dtype) -> str:
+    name = "bfloat16" if dtype.name == "bfloat16" else np.dtype(dtype).name
+    if name not in _NAMES:
+        raise CheckpointError(f"safetensors cannot store dtype {name}")
+    return _NAMES[name]
+
+
+def read_header(path: Path) -> tuple[dict, int]:
+    """The parsed JSON header and the offset where the data starts; checks it fits the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: not a safetensors file (only {size} bytes)")
+        (n,) = struct.unpack("<Q", head)
+        if n > min(_MAX_HEADER, size - 8):
+            raise CheckpointError(f"{path}: not a safetensors file or truncated (header length {n}, file {size} bytes)")
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{path}: corrupt safetensors header ({err})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object)")
+    start = 8 + n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = _dtype(info["dtype"], f"{path}: {name}"), info["shape"], info["data_offsets"]
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{path}: corrupt header entry for {name} ({err})") from None
+        if end - begin != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize or begin < 0:
+            raise CheckpointError(f"{path}: {name}: data_offsets {begin}..{end} do not fit shape {shape} {dtype}")
+        if start + end > size:
+            raise CheckpointError(f"{path}: file is truncated ({name} ends at byte {start + end}, file has {size})")
+    return header, start
+
+
+def _native_to_canonical(name: str, fmt: str) -> tuple[str, bool]:
+    if fmt == "tf":
+        from .h5_io import tf_name_to_canonical
+
+        return tf_name_to_canonical(name)
+    if fmt == "flax":
+        return W.from_backend_path(name.split("."), "flax")
+    return name, False
+
+
+def open_files(paths: list[Path]) -> LazyStateDict:
+    """Lazily open safetensors files (the shards of one checkpoint)."""
+    out = LazyStateDict()
+    fmt = "pt"
+    for path in paths:
+        header, start = read_header(path)
+        fmt = (header.get("__metadata__") or {}).get("format", "pt")
+        f = open(path, "rb")  # noqa: SIM115 -- closed by out.close()
+        out.add_closer(f.close)
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            dtype = _dtype(info["dtype"], str(path))
+            shape, offset = tuple(info["shape"]), start + info["data_offsets"][0]
+            where = f"{path}: {name}"
+
+            def load(f=f, offset=offset, shape=shape, dtype=dtype, where=where):
+                return read_exact(f, offset, shape, dtype, where)
+
+            key, transpose = _native_to_canonical(name, fmt)
+            lazy = LazyTensor(shape, dtype, load, native=name)
+            out[key] = lazy.transposed() if transpose else lazy
+    out.metadata["format"] = fmt
+    if fmt == "tf":
+        from .h5_io import strip_base_prefix
+
+        strip_base_prefix(out)
     return out
 
 
-def write(state_dict, config, head, target: Path) -> None:
-    tensors = {k: np.ascontiguousarray(v) for k, v in state_dict.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt"})
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def open_checkpoint(path: Path) -> LazyStateDict:
+    path = Path(path)
+    if path.name.endswith(".index.json"):
+        weight_map, shards = read_index(path)
+        out = open_files(shards)
+        missing = set(weight_map) - {t.native for t in out.values()}
+        if missing:
+            out.close()
+            raise CheckpointError(f"{path}: tensors listed in the index are not in the shards: {sorted(missing)[:5]}")
+        return out
+    return open_files([path])
+
+
+def read(path: Path) -> dict[str, np.ndarray]:
+    with open_checkpoint(path) as lazy:
+        return lazy.load_all()
+
+
+def _write_file(path: Path, tensors: Mapping[str, LazyTensor], order: list[str], dtype, staged: Staged,
+                progress: Callable[[int], None] | None, metadata: dict) -> int:  # fmt: skip
+    infos, offset = {}, 0
+    codes = {k: _code(dtype or tensors[k].dtype) for k in order}
+    order = sorted(order, key=lambda k: (-_RANK.index(codes[k]), k))
+    for key in order:
+        t = tensors[key]
+        nbytes = t.size * (dtype or t.dtype).itemsize
+        infos[key] = {"dtype": codes[key], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    header = json.dumps({"__metadata__": metadata, **infos}, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    with path.open("wb") as f:
+        f.write(struct.pack("<Q", len(header)))
+        f.write(header)
+        for key in order:
+            array = cast(tensors[key].load(), dtype)
+            f.write(byte_view(array))
+            staged.record(key, array)
+            if progress:
+                progress(array.nbytes)
+            del array
+    return offset
+
+
+def stage(state_dict: Mapping, config: XLMRobertaConfig, head: Head, target: Path, *, dtype=None,
+          max_shard_size=None, progress=None) -> Staged:  # fmt: skip
+    """Write ``state_dict`` (tied aliases removed, as HF's safetensors files are) under temporary names."""
+    tensors = {k: as_lazy(v) for k, v in W.resolve_ties(state_dict, config, head).items()}
+    target = Path(target)
+    order = head_keys_in_order(tensors, config, head)
+
+    def body(staged: Staged) -> None:
+        meta = {"format": "pt"}
+        shards = plan_shards(((k, tensors[k].size * (dtype or tensors[k].dtype).itemsize) for k in order),
+                             max_shard_size) if max_shard_size else [order]  # fmt: skip
+        if len(shards) == 1:
+            _write_file(staged.add(target), tensors, order, dtype, staged, progress, meta)
+            return
+        index_path = target.parent / INDEX
+        staged.target = index_path
+        weight_map, total = {}, 0
+        for i, keys in enumerate(shards):
+            name = shard_name(SINGLE, i, len(shards))
+            total += _write_file(staged.add(target.parent / name), tensors, keys, dtype, staged, progress, meta)
+            weight_map.update(dict.fromkeys(keys, name))
+        staged.add(index_path).write_text(index_json(weight_map, total))
+
+    return staging(target, "safetensors", body)
+
+
+def write(state_dict, config, head, target: Path, **kwargs) -> Path:
+    return stage(state_dict, config, head, target, **kwargs).commit()

@@ -1,19 +1,42 @@
 """``pytorch_model.bin`` (and its sharded index) <-> canonical state dict. Needs torch.
 
 Checkpoints are untrusted: they are read with ``torch.load(weights_only=True)``, which refuses
-to unpickle code.
+to unpickle code, memory-mapped where the file allows it so tensors are read when used.
+Files are written as HF's ``save_pretrained(safe_serialization=False)`` writes them: tied
+aliases included (sharing one storage, so stored once), shards named
+``pytorch_model-00001-of-00002.bin`` with ``pytorch_model.bin.index.json``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
+import pickle
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from xlmr import weights as W
+from xlmr.config import XLMRobertaConfig
+from xlmr.heads import Head
+
+from .common import (
+    CheckpointError,
+    LazyStateDict,
+    LazyTensor,
+    Staged,
+    as_lazy,
+    bfloat16,
+    cast,
+    head_keys_in_order,
+    index_json,
+    plan_shards,
+    read_index,
+    shard_name,
+    staging,
+)
+
+SINGLE, INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
 
 
 def _torch(path: Path):
@@ -21,45 +44,126 @@ def _torch(path: Path):
         import torch
     except ImportError:
         raise ImportError(
-            f"reading or writing {path.name} needs PyTorch (pip install 'xlmr[torch]'); "
+            f"reading or writing {Path(path).name} needs PyTorch (pip install 'xlmr[torch]'); "
             "or convert it once with `xlmr-convert SRC DST --to safetensors`"
         ) from None
     return torch
 
 
-def read(path: Path) -> dict[str, np.ndarray]:
-    path = Path(path)
-    if path.name.endswith(".index.json"):
-        weight_map = json.loads(path.read_text())["weight_map"]
-        out: dict[str, np.ndarray] = {}
-        for shard in sorted(set(weight_map.values())):
-            out.update(read(path.parent / shard))
-        return out
-    torch = _torch(path)
+def _to_numpy(tensor) -> np.ndarray:
+    torch = _torch(Path(SINGLE))
+    t = tensor.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(bfloat16())
+    return t.numpy()
+
+
+def _from_numpy(array: np.ndarray):
+    torch = _torch(Path(SINGLE))
+    if array.dtype.name == "bfloat16":
+        return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(array)
+
+
+def _load(torch, path: Path) -> dict:
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a PyTorch weight file")
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic == b"PK":  # torch's zip format: the central directory at the end must be intact
+        try:
+            with zipfile.ZipFile(path) as archive:
+                archive.infolist()
+        except (zipfile.BadZipFile, OSError) as err:
+            raise CheckpointError(f"{path}: truncated or corrupt PyTorch zip archive ({err})") from None
+    elif magic != b"\x80\x02":  # nor a legacy (pickle protocol 2) torch file
+        raise CheckpointError(f"{path}: not a PyTorch weight file (neither a zip archive nor a legacy torch pickle)")
     try:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
+        try:
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err) and "zip" not in str(err):
+                raise
+            # Legacy (pre-zip) files cannot be memory-mapped.
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 -- torch raises many types for a bad file
-        raise ValueError(f"{path}: not a readable PyTorch weight file ({type(err).__name__}: {err})") from None
-    if not isinstance(sd, dict):
-        raise ValueError(f"{path}: holds a {type(sd).__name__}, expected a state dict")
-    out = {}
-    for key, tensor in sd.items():
-        if not hasattr(tensor, "detach"):
-            raise ValueError(f"{path}: entry {key!r} is a {type(tensor).__name__}, not a tensor")
-        t = tensor.detach().cpu()
-        out[key] = t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()
+        if isinstance(err, pickle.UnpicklingError):
+            raise CheckpointError(
+                f"{path}: torch.load(weights_only=True) refused it: corrupt, or it holds pickled objects other "
+                "than tensors (checkpoints are untrusted, so that is not retried unsafely)"
+            ) from None
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(f"{path}: not a readable PyTorch weight file ({type(err).__name__}: {msg})") from None
+
+
+def open_files(paths: list[Path]) -> LazyStateDict:
+    out = LazyStateDict()
+    for path in paths:
+        torch = _torch(path)
+        sd = _load(torch, path)
+        if not isinstance(sd, dict):
+            raise CheckpointError(f"{path}: holds a {type(sd).__name__}, expected a state dict")
+        for key, tensor in sd.items():
+            if not isinstance(tensor, torch.Tensor):
+                raise CheckpointError(f"{path}: entry {key!r} is a {type(tensor).__name__}, not a tensor")
+            dtype = _to_numpy(torch.empty(0, dtype=tensor.dtype)).dtype
+            out[key] = LazyTensor(tuple(tensor.shape), dtype, lambda t=tensor: _to_numpy(t), native=key)
     return out
 
 
-def write(state_dict, config, head, target: Path) -> None:
+def open_checkpoint(path: Path) -> LazyStateDict:
+    path = Path(path)
+    if path.name.endswith(".index.json"):
+        weight_map, shards = read_index(path)
+        out = open_files(shards)
+        missing = set(weight_map) - set(out)
+        if missing:
+            raise CheckpointError(f"{path}: tensors listed in the index are not in the shards: {sorted(missing)[:5]}")
+        return out
+    return open_files([path])
+
+
+def read(path: Path) -> dict[str, np.ndarray]:
+    return open_checkpoint(path).load_all()
+
+
+def stage(state_dict: Mapping, config: XLMRobertaConfig, head: Head, target: Path, *, dtype=None,
+          max_shard_size=None, progress=None) -> Staged:  # fmt: skip
+    """Write like HF: tied aliases present and sharing their source's storage."""
     torch = _torch(target)
-    full = W.untie(state_dict, config, head)
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in full.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        torch.save(tensors, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    target = Path(target)
+    tensors = {k: as_lazy(v) for k, v in W.resolve_ties(state_dict, config, head).items()}
+    order = head_keys_in_order(tensors, config, head)
+    aliases = {s: a for a, s in W.tied_aliases(config, head).items() if s in tensors}
+
+    def body(staged: Staged) -> None:
+        sizes = [(k, tensors[k].size * (dtype or tensors[k].dtype).itemsize) for k in order]
+        shards = plan_shards(sizes, max_shard_size) if max_shard_size else [order]
+        weight_map, total = {}, 0
+        name = target.name
+        for i, keys in enumerate(shards):
+            block = {}
+            for key in keys:
+                array = cast(tensors[key].load(), dtype)
+                staged.record(key, array)
+                block[key] = _from_numpy(array)
+                if key in aliases:
+                    block[aliases[key]] = block[key]  # one storage, as tied parameters are
+                if progress:
+                    progress(array.nbytes)
+                total += array.nbytes
+            if len(shards) > 1:
+                name = shard_name(SINGLE, i, len(shards))
+            torch.save(block, staged.add(target.parent / name))
+            weight_map.update(dict.fromkeys(block, name))
+            del block
+        if len(shards) > 1:
+            staged.target = target.parent / INDEX
+            staged.add(staged.target).write_text(index_json(weight_map, total))
+
+    return staging(target, "pytorch", body)
+
+
+def write(state_dict, config, head, target: Path, **kwargs) -> Path:
+    return stage(state_dict, config, head, target, **kwargs).commit()
+

@@ -14,9 +14,9 @@ from tests.reference import (
     ATOL,
     assert_trees_close,
     canonical_state_dict,
+    head_config,
     hf_torch_forward,
     hf_torch_model,
-    head_config,
     make_inputs,
     tiny_config,
 )

@@ -1,0 +1,83 @@
+"""``xlmr-convert SRC DST --to {safetensors,pytorch,tf,flax}``: convert an XLM-R checkpoint between formats.
+
+Exit status 0 on success (one summary line on stdout); 1 with a one-line ``error: ...`` on
+stderr for bad input (missing or unreadable source, weights that do not fit the config, an
+existing destination without ``--force``); 2 for bad arguments; 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .common import DTYPES
+from .convert import convert
+from .io import FORMATS
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        print(f"error: {message} (see xlmr-convert --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="xlmr-convert",
+        description="Convert an HF-layout XLM-RoBERTa checkpoint between safetensors, PyTorch, TF (h5) and "
+        "Flax (msgpack) weight files. DST receives the weight file, config.json and SRC's tokenizer files.",
+    )
+    parser.add_argument("src", metavar="SRC", help="checkpoint directory, or a weight file (config.json beside it)")
+    parser.add_argument("dst", metavar="DST", help="output directory")
+    parser.add_argument("--to", required=True, choices=tuple(FORMATS), help="weight format to write")
+    parser.add_argument("--dtype", choices=DTYPES, help="cast the weights (exact numpy / ml_dtypes casts)")
+    parser.add_argument("--config", help="config.json to use when SRC is a weight file without one beside it")
+    parser.add_argument("--max-shard-size", help="write HF shards + index above this size, e.g. 2GB")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing weight file in DST")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    return parser
+
+
+def _progress(quiet: bool):
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    def start(total: int, tensors: int):
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"{tensors} tensors", leave=False)
+        return bar.update
+
+    return start
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a bad argument (already reported in one line)
+        return int(exit_.code or 0)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
+    try:
+        summary = convert(
+            args.src,
+            args.dst,
+            args.to,
+            dtype=args.dtype,
+            force=args.force,
+            config=args.config,
+            max_shard_size=args.max_shard_size,
+            progress=_progress(args.quiet),
+        )
+    except KeyboardInterrupt:
+        print("error: interrupted; no file was replaced", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, KeyError, ImportError, RuntimeError) as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    print(summary.line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""TensorFlow (Keras 3) adapter for the backend-neutral tests (see tests/backends/__init__.py)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+
+from xlmr import HEADS  # noqa: E402
+
+NAME = "tf"
+FRAMEWORK = "tensorflow"
+
+
+def build(head: str, config):
+    import xlmr_tf
+
+    model = getattr(xlmr_tf, HEADS[head].tf_class)(config)
+    return model.build_model()
+
+
+def load(model, state_dict):
+    return model.load_canonical_state_dict(state_dict)
+
+
+def _to_numpy(obj):
+    if isinstance(obj, dict):
+        return {k: _to_numpy(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, tuple | list):
+        return tuple(_to_numpy(v) for v in obj)
+    return np.asarray(obj)
+
+
+def forward(model, inputs, **kwargs) -> dict:
+    out = model(**inputs, **kwargs, training=False, return_dict=True)
+    return _to_numpy(dict(out))

@@ -1,0 +1,195 @@
+"""xlmr_tf as a Keras model: fit/evaluate/predict (own loss and Keras losses, XLA on and off),
+MirroredStrategy, mixed precision, .keras round trip and SavedModel export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+import tensorflow as tf  # noqa: E402
+
+import xlmr_tf  # noqa: E402
+from tests.reference import (  # noqa: E402
+    ATOL,
+    assert_trees_close,
+    canonical_state_dict,
+    hf_torch_forward,
+    hf_torch_model,
+    make_inputs,
+    tiny_config,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def _task(n: int = 32, seq: int = 8, seed: int = 0):
+    """Learnable: the label is the parity of the token after <s>."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(3, 60, size=(n, seq)).astype(np.int32)
+    ids[:, 0] = 0
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}, (ids[:, 1] % 2).astype(np.int32)
+
+
+@pytest.fixture(scope="module")
+def train_config():
+    return tiny_config(num_hidden_layers=1, num_labels=2, **NO_DROPOUT)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager_graph", "xla"])
+@pytest.mark.parametrize("style", ["own_loss", "keras_loss"])
+def test_fit_drives_loss_down(style, jit, train_config):
+    keras.utils.set_random_seed(0)
+    x, y = _task()
+    model = xlmr_tf.TFXLMRobertaForSequenceClassification(train_config)
+    seen = []
+    callback = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(logs["loss"]))
+    if style == "own_loss":  # labels inside the inputs, model's own (HF) loss
+        model.compile(keras.optimizers.Adam(1e-2), metrics=["accuracy"], jit_compile=jit)
+        history = model.fit({**x, "labels": y}, batch_size=8, epochs=12, verbose=0, callbacks=[callback])
+    else:  # (inputs, y) with a Keras loss on the logits, from a tf.data pipeline
+        model.compile(keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"], jit_compile=jit)
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+        history = model.fit(ds, epochs=12, verbose=0, callbacks=[callback])
+    losses = history.history["loss"]
+    assert seen == losses and len(losses) == 12
+    assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0], losses
+    assert "accuracy" in history.history
+    # evaluate reports the same loss as the HF-defined loss recomputed from predict's logits
+    result = model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
+    logits = model.predict(x, batch_size=8, verbose=0)["logits"]
+    assert logits.shape == (32, 2)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    assert abs(result["loss"] - float(-logp[np.arange(32), y].mean())) < 1e-4
+    assert result["accuracy"] == pytest.approx(float((logits.argmax(-1) == y).mean()))
+
+
+def test_own_loss_without_labels_says_what_is_missing(train_config):
+    x, _ = _task(8)
+    model = xlmr_tf.TFXLMRobertaForSequenceClassification(train_config)
+    model.compile(keras.optimizers.Adam(1e-3))
+    with pytest.raises(ValueError, match="needs labels in the input dict"):
+        model.fit(x, batch_size=8, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_fit_step_is_finite(policy):
+    config = tiny_config(num_hidden_layers=1, **NO_DROPOUT)
+    x = make_inputs(config, "masked_lm")
+    try:
+        keras.mixed_precision.set_global_policy(policy)
+        model = xlmr_tf.TFXLMRobertaForMaskedLM(config)
+        model.compile(keras.optimizers.Adam(1e-3))
+        history = model.fit(x, batch_size=2, epochs=1, verbose=0)
+        out = model(x)
+        assert out.logits.dtype == policy.split("_")[1]
+        assert out.loss.dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(history.history["loss"]).all()
+    assert np.isfinite(out.loss.numpy())
+
+
+_DISTRIBUTED = textwrap.dedent(
+    """
+    import json, os
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras, numpy as np
+    import xlmr_tf
+    from tests.reference import tiny_config
+    config = tiny_config(num_hidden_layers=1, num_labels=2, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(3, 60, size=(16, 8)).astype(np.int32); ids[:, 0] = 0
+    x = {"input_ids": ids, "attention_mask": np.ones_like(ids), "labels": (ids[:, 1] % 2).astype(np.int32)}
+    keras.utils.set_random_seed(0)
+    init = xlmr_tf.TFXLMRobertaForSequenceClassification(config).build_model().canonical_state_dict()
+
+    def run(strategy):
+        with strategy.scope():
+            model = xlmr_tf.TFXLMRobertaForSequenceClassification(config)
+            model.load_canonical_state_dict(init)
+            model.compile(keras.optimizers.SGD(0.5))
+        hist = model.fit(x, batch_size=8, epochs=3, shuffle=False, verbose=0)
+        return model.canonical_state_dict(), hist.history["loss"]
+
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    one_sd, one_loss = run(tf.distribute.get_strategy())
+    two_sd, two_loss = run(mirrored)
+    diff = max(float(np.abs(one_sd[k] - two_sd[k]).max()) for k in one_sd)
+    moved = max(float(np.abs(one_sd[k] - init[k]).max()) for k in one_sd)
+    print(json.dumps({"replicas": mirrored.num_replicas_in_sync, "diff": diff, "moved": moved,
+                      "one": one_loss, "two": two_loss}))
+    """
+)
+
+
+def test_mirrored_strategy_two_cpus_matches_one_device():
+    proc = subprocess.run([sys.executable, "-c", _DISTRIBUTED], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    assert result["moved"] > 1e-3  # training changed the weights...
+    assert result["diff"] < 1e-5, result  # ...identically on one device and on two replicas
+    np.testing.assert_allclose(result["two"], result["one"], atol=1e-5)
+
+
+# -- serialisation / serving ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def qa_ref():
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    config = tiny_config(num_labels=2)
+    ref = hf_torch_model("question_answering", config)
+    return config, ref, canonical_state_dict(ref, config, "question_answering")
+
+
+@pytest.mark.hf
+def test_keras_save_and_load_model_round_trip(qa_ref, tmp_path):
+    config, ref, sd = qa_ref
+    model = xlmr_tf.TFXLMRobertaForQuestionAnswering(config).load_canonical_state_dict(sd)
+    model.compile(keras.optimizers.Adam(1e-3))
+    path = tmp_path / "qa.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert type(loaded) is xlmr_tf.TFXLMRobertaForQuestionAnswering and loaded.config == config
+    assert loaded.optimizer is not None
+    inputs = make_inputs(config, "question_answering")
+    out = {k: np.asarray(v) for k, v in loaded(**inputs).items()}
+    assert_trees_close(out, hf_torch_forward(ref, inputs), atol=ATOL)
+
+
+@pytest.mark.hf
+@pytest.mark.parametrize("route", ["helper", "model_export"])
+def test_saved_model_export_serves_hf_outputs(route, qa_ref, tmp_path):
+    config, ref, sd = qa_ref
+    model = xlmr_tf.TFXLMRobertaForQuestionAnswering(config).load_canonical_state_dict(sd)
+    target = tmp_path / "serving"
+    if route == "helper":
+        xlmr_tf.export_saved_model(model, target)
+    else:
+        model.export(str(target))
+    serve = tf.saved_model.load(str(target)).signatures["serving_default"]
+    inputs = make_inputs(config, "question_answering", labels=False)
+    out = serve(input_ids=tf.constant(inputs["input_ids"], tf.int32),
+                attention_mask=tf.constant(inputs["attention_mask"], tf.int32))
+    assert set(out) == {"start_logits", "end_logits"}
+    expected = hf_torch_forward(ref, {k: inputs[k] for k in ("input_ids", "attention_mask")})
+    for name in ("start_logits", "end_logits"):
+        np.testing.assert_allclose(out[name].numpy(), expected[name], atol=ATOL, rtol=0)
+    with pytest.raises(FileExistsError):
+        xlmr_tf.export_saved_model(model, target)

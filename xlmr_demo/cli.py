@@ -1,0 +1,206 @@
+"""``xlmr-demo``: train, convert and cross-check a small XLM-R language identifier in three frameworks.
+
+Default run (offline, a couple of minutes on 2 CPU cores)::
+
+    xlmr-demo                      # tokenizer -> Keras training -> torch/flax files -> 3 backends agree
+    xlmr-demo --workdir out --keep # keep the checkpoints (out/tf, out/torch, out/flax)
+
+Your own HF checkpoint directory (e.g. a downloaded ``xlm-roberta-base``)::
+
+    xlmr-demo --model DIR --backend flax --fill-mask "Paris is the <mask> of France."
+    xlmr-demo --model DIR --backend torch --classify "first text" "second text"
+
+Exit codes: 0 success, 1 a check failed (backends disagree, accuracy below the floor),
+2 a usage or environment problem (missing extra, missing directory...), printed as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._backends import BACKENDS, DemoError
+
+# The backends must agree this closely on every logit (float32, tiny model).
+AGREEMENT_LIMIT = 1e-4
+# Held-out accuracy the full run must reach: chance is 1/12 = 0.083; measured runs give ~0.95 (see
+# the project report); German/Dutch, Spanish/Portuguese and Russian/Ukrainian are the usual errors.
+ACCURACY_FLOOR = 0.75
+
+PROG = "xlmr-demo"
+
+
+@dataclass
+class Settings:
+    """Sizes of one demo run (the full default run, or the ``--quick`` smoke run)."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    eval_batch_size: int = 40
+    vocab_size: int = 1200
+    max_length: int = 64
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    intermediate_size: int = 256
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.01
+    dropout: float = 0.1
+    per_language: tuple[int, int] | None = None  # (train, test) sentences per language, None = all
+    accuracy_floor: float | None = ACCURACY_FLOOR
+    extra: dict = field(default_factory=dict)
+
+
+QUICK = dict(
+    epochs=1, batch_size=16, eval_batch_size=12, vocab_size=400, hidden_size=32, num_hidden_layers=1,
+    num_attention_heads=2, intermediate_size=64, per_language=(6, 2), accuracy_floor=None,
+)
+
+
+# -- output helpers -------------------------------------------------------------------------------
+class Progress:
+    """Step headers with timings, flushed at once so progress shows in pipes and CI logs."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.step = 0
+        self.start = time.perf_counter()
+        self._step_start = self.start
+
+    def header(self, title: str) -> None:
+        self.step += 1
+        self._step_start = time.perf_counter()
+        say(f"\n[{self.step}/{self.total}] {title}")
+
+    def done(self, what: str = "done") -> float:
+        elapsed = time.perf_counter() - self._step_start
+        say(f"    {what} in {elapsed:.1f} s")
+        return elapsed
+
+    def total_seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+# -- argument parsing -----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "End-to-end XLM-R demo: trains a SentencePiece tokenizer and a small language identifier "
+            "(12 languages) with Keras, converts it to PyTorch and Flax, and checks that all backends "
+            "agree. With --model DIR, runs fill-mask or classification on your own HF checkpoint."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    demo = parser.add_argument_group("demo run")
+    demo.add_argument("--workdir", metavar="DIR", help="write everything here (a new or empty directory; "
+                      "kept afterwards). Default: a fresh temporary directory, removed at the end")
+    demo.add_argument("--keep", action="store_true", help="keep the temporary working directory")
+    demo.add_argument("--epochs", type=int, help="training epochs (default 30; 1 with --quick)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--quick", action="store_true", help="a very small run (seconds; for tests)")
+    demo.add_argument("--backends", default=",".join(BACKENDS),
+                      help="comma-separated backends to check: torch,tf,flax (default: all three)")
+
+    own = parser.add_argument_group("your own checkpoint")
+    own.add_argument("--model", metavar="DIR", help="an HF XLM-R checkpoint directory (config.json, a weight "
+                     "file, tokenizer files)")
+    own.add_argument("--backend", choices=BACKENDS, default="torch", help="framework to run it in (default torch)")
+    task = own.add_mutually_exclusive_group()
+    task.add_argument("--fill-mask", metavar="TEXT", help="text containing <mask>; prints the top-k fillers")
+    task.add_argument("--classify", metavar="TEXT", nargs="+", help="texts to classify; prints label probabilities")
+    own.add_argument("--top-k", type=int, default=5, help="predictions to print (default 5)")
+    return parser
+
+
+def parse_backends(spec: str) -> list[str]:
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    unknown = [n for n in names if n not in BACKENDS]
+    if not names or unknown:
+        raise DemoError(f"--backends: unknown backend(s) {', '.join(unknown) or '(none given)'}; "
+                        f"choose from {','.join(BACKENDS)}")
+    return list(dict.fromkeys(names))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``xlmr-demo`` and ``python -m xlmr_demo``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.model is not None:
+            if args.fill_mask is None and args.classify is None:
+                raise DemoError("--model needs --fill-mask TEXT or --classify TEXT [TEXT ...]")
+            if args.top_k < 1:
+                raise DemoError(f"--top-k must be at least 1, got {args.top_k}")
+            from .predict import run_own_model
+
+            return run_own_model(args)
+        if args.fill_mask is not None or args.classify is not None:
+            raise DemoError("--fill-mask and --classify need --model DIR")
+        return run_demo(args)
+    except DemoError as err:
+        return fail(str(err))
+    except KeyboardInterrupt:
+        return fail("interrupted")
+
+
+# -- the demo -------------------------------------------------------------------------------------
+def make_workdir(args) -> tuple[Path, bool]:
+    """The working directory and whether to remove it at the end."""
+    if args.workdir is None:
+        return Path(tempfile.mkdtemp(prefix="xlmr-demo-")), not args.keep
+    workdir = Path(args.workdir).expanduser().resolve()
+    if workdir.exists() and not workdir.is_dir():
+        raise DemoError(f"--workdir {workdir} is a file, not a directory")
+    if workdir.exists() and any(workdir.iterdir()):
+        raise DemoError(f"--workdir {workdir} is not empty; give a new or empty directory")
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir, False
+
+
+def run_demo(args) -> int:
+    settings = Settings(**QUICK) if args.quick else Settings()
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise DemoError(f"--epochs must be at least 1, got {args.epochs}")
+        settings.epochs = args.epochs
+    backends = parse_backends(args.backends)
+    workdir, remove = make_workdir(args)
+    # Keras keeps its config under KERAS_HOME (default ~/.keras): keep it inside the workdir.
+    if "KERAS_HOME" not in os.environ and "keras" not in sys.modules:
+        os.environ["KERAS_HOME"] = str(workdir / ".keras")
+    try:
+        from .pipeline import Pipeline
+
+        return Pipeline(settings, backends, workdir, seed=args.seed).run()
+    finally:
+        if remove:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            say(f"\nFiles kept in {workdir}")
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Flax parameters <-> canonical state dicts, and from_pretrained / save_pretrained over ``conversion``.
+
+A Flax parameter's path is the canonical key with the backend leaf rule applied
+(``xlmr.weights.to_backend_path(key, "flax")``), dense kernels transposed. With tied word
+embeddings HF's Flax checkpoints hold no ``lm_head/decoder/kernel`` (the head reads the
+embedding matrix), and the LM bias is ``lm_head/bias``; canonical dicts are the same, so the
+mapping needs no special case.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from xlmr import weights as W
+
+#: ``save_pretrained(format=...)`` names -> conversion formats.
+SAVE_FORMATS = {
+    "safetensors": "safetensors",
+    "pytorch": "pytorch",
+    "pt": "pytorch",
+    "flax": "flax",
+    "msgpack": "flax",
+    "tf": "tf",
+    "h5": "tf",
+}
+
+
+def params_to_state_dict(params: Mapping) -> dict[str, np.ndarray]:
+    """Flax params tree -> canonical numpy state dict (PyTorch names and layouts, no tied aliases)."""
+    flat = {path: np.asarray(value) for path, value in W.flatten_tree(params).items()}
+    return W.from_backend(flat, "flax")
+
+
+def state_dict_to_params(state_dict: Mapping[str, np.ndarray]) -> dict:
+    """Canonical numpy state dict -> Flax params tree (float32 ``jax.Array`` leaves)."""
+    flat = W.to_backend(state_dict, "flax")
+    return W.unflatten_tree({path: jnp.asarray(np.asarray(v, dtype=np.float32)) for path, v in flat.items()})
+
+
+def _fill_new(model, loaded: dict, newly_initialized: list[str]) -> dict:
+    """Take the newly initialised head weights from the module's own init (or the current params)."""
+    if not newly_initialized:
+        return loaded
+    source = model._params if model._params is not None else model.init_weights(model.key, model.input_shape)
+    source_flat = W.flatten_tree(source)
+    flat = W.flatten_tree(loaded)
+    for key in newly_initialized:
+        path, _ = W.to_backend_path(key, "flax")
+        flat[path] = source_flat[path]
+    return W.unflatten_tree(flat)
+
+
+def load_canonical_state_dict(model, state_dict: Mapping[str, np.ndarray]) -> W.LoadReport:
+    """Check ``state_dict`` against the model's head (loudly) and load it into ``model.params``."""
+    report = W.prepare_state_dict(
+        {k: np.asarray(v) for k, v in state_dict.items()}, model.config, model.head, source="state dict"
+    )
+    W.dtype_check(report.state_dict, "state dict")
+    model.params = _fill_new(model, state_dict_to_params(report.state_dict), report.newly_initialized)
+    return report
+
+
+def from_pretrained(cls, path: str | os.PathLike, dtype: Any = jnp.float32, **kwargs: Any):
+    """Build ``cls`` from an HF-layout directory (config.json + any of the four weight files).
+
+    Args:
+        cls: The Flax model class (its ``head`` decides which weights are expected).
+        path: Checkpoint directory.
+        dtype: Computation dtype; weights are loaded as float32.
+        **kwargs: ``seed``, ``input_shape``, ``gradient_checkpointing``; anything else overrides config fields.
+    """
+    from conversion import load_pretrained
+
+    model_kwargs = {k: kwargs.pop(k) for k in ("seed", "input_shape", "gradient_checkpointing") if k in kwargs}
+    config, report = load_pretrained(path, cls.head, **kwargs)
+    model = cls(config, dtype=dtype, _do_init=False, **model_kwargs)
+    model.params = _fill_new(model, state_dict_to_params(report.state_dict), report.newly_initialized)
+    model.load_report = report
+    return model
+
+
+def save_pretrained(model, save_directory: str | os.PathLike, params: Mapping | None = None,
+                    format: str = "safetensors") -> Path:
+    """Write ``config.json`` and the weights in ``format`` (safetensors, pytorch, flax or tf) as HF does."""
+    from conversion import save_pretrained as _save
+
+    if format not in SAVE_FORMATS:
+        raise ValueError(f"unknown format {format!r}; expected one of {sorted(set(SAVE_FORMATS))}")
+    state_dict = params_to_state_dict(model.params if params is None else params)
+    return _save(state_dict, model.config, model.head, save_directory, SAVE_FORMATS[format])

@@ -1,0 +1,119 @@
+"""from_pretrained / save_pretrained glue over :mod:`conversion`, and canonical weights in and out.
+
+A variable's Keras path, minus the model scope, split at ``/`` and ``.``, is its canonical key
+under :func:`xlmr.weights.from_backend_path` (``tf`` leaves); the bare model's ``roberta.``
+prefix is dropped, as its canonical keys have none. The tied LM decoder has no variable of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import conversion
+from xlmr import weights as W
+
+logger = logging.getLogger("xlmr")
+
+_SKIP = ("seed_generator",)  # Dropout RNG state: not a weight
+
+
+def _top_modules(model) -> set[str]:
+    return {"roberta", *model.head.head_modules}
+
+
+def variable_map(model) -> dict[str, tuple[Any, bool]]:
+    """``{canonical key: (keras variable, transposed)}`` for every weight of ``model``."""
+    model.build_model()
+    tops = _top_modules(model)
+    out: dict[str, tuple[Any, bool]] = {}
+    for variable in model.weights:
+        segments = variable.path.split("/")
+        if any(s in variable.path for s in _SKIP):
+            continue
+        start = next((i for i, s in enumerate(segments) if s.split(".")[0] in tops), None)
+        if start is None:
+            raise RuntimeError(f"variable {variable.path} lies outside the model's layers {sorted(tops)}")
+        parts = [p for s in segments[start:] for p in s.split(".")]
+        key, transpose = W.from_backend_path(parts, "tf")
+        if not model.head.prefix and key.startswith(W.BACKBONE_PREFIX + "."):
+            key = key[len(W.BACKBONE_PREFIX) + 1 :]
+        if key in out:
+            raise RuntimeError(f"two variables map to {key}: {out[key][0].path} and {variable.path}")
+        out[key] = (variable, transpose)
+    return out
+
+
+def canonical_state_dict(model) -> dict[str, np.ndarray]:
+    """The model's weights as canonical numpy arrays (PyTorch layouts, no tied aliases), in canonical order."""
+    vmap = variable_map(model)
+    expected = W.expected_shapes(model.config, model.head)
+    if set(vmap) != set(expected):
+        raise RuntimeError(
+            f"weight names do not match the canonical ones: extra {sorted(set(vmap) - set(expected))}, "
+            f"missing {sorted(set(expected) - set(vmap))}"
+        )
+    out = {}
+    for key in expected:
+        variable, transpose = vmap[key]
+        value = np.asarray(variable.numpy(), dtype=np.float32)
+        out[key] = np.ascontiguousarray(value.T) if transpose else value
+    return out
+
+
+def assign_state_dict(model, state_dict: Mapping[str, np.ndarray]) -> None:
+    """Assign already-checked canonical arrays (keys a subset of the model's) to the variables."""
+    vmap = variable_map(model)
+    unknown = [k for k in state_dict if k not in vmap]
+    if unknown:
+        raise W.WeightMismatchError(f"weights not in {type(model).__name__}: {', '.join(sorted(unknown)[:10])}")
+    for key, value in state_dict.items():
+        variable, transpose = vmap[key]
+        value = np.asarray(value)
+        if transpose:
+            value = value.T
+        if tuple(value.shape) != tuple(variable.shape):
+            raise W.WeightMismatchError(
+                f"{key}: checkpoint shape {tuple(value.shape)} does not fit variable {variable.path} "
+                f"{tuple(variable.shape)}"
+            )
+        variable.assign(value.astype(np.dtype(variable.dtype)))
+
+
+def load_canonical_state_dict(model, state_dict: Mapping[str, np.ndarray], source: str = "state dict"):
+    """Check ``state_dict`` with :func:`xlmr.weights.prepare_state_dict` and assign it; returns the model."""
+    report = W.prepare_state_dict(state_dict, model.config, model.head, source=source)
+    model.build_model()
+    assign_state_dict(model, report.state_dict)
+    return model
+
+
+def from_pretrained(cls, path: str | os.PathLike, **config_overrides: Any):
+    """``cls`` built from an HF-layout directory: config.json and any of the four weight files.
+
+    ``pytorch_model.bin`` needs torch; without it the error says so and suggests ``xlmr-convert``.
+    Head weights the checkpoint lacks are newly initialised (and logged), as in HF.
+    """
+    name = config_overrides.pop("name", None)
+    n = config_overrides.get("num_labels")
+    if isinstance(n, int) and "id2label" not in config_overrides:
+        # HF: a num_labels override replaces the checkpoint's label maps
+        config_overrides["id2label"] = {i: f"LABEL_{i}" for i in range(n)}
+        config_overrides.setdefault("label2id", {f"LABEL_{i}": i for i in range(n)})
+    config, report = conversion.load_pretrained(path, cls.head, **config_overrides)
+    model = cls(config, name=name) if name else cls(config)
+    model.build_model()
+    assign_state_dict(model, report.state_dict)
+    return model
+
+
+def save_pretrained(model, save_directory: str | os.PathLike, format: str = "safetensors") -> Path:
+    """``config.json`` + the weight file: ``model.safetensors`` (default), ``pytorch_model.bin``
+    (``format="pytorch"``), ``tf_model.h5`` in HF's layout (``format="tf"``) or ``flax_model.msgpack``."""
+    fmt = {"pt": "pytorch", "torch": "pytorch", "h5": "tf", "tensorflow": "tf", "msgpack": "flax"}.get(format, format)
+    return conversion.save_pretrained(canonical_state_dict(model), model.config, model.head, save_directory, fmt)
