@@ -9,6 +9,7 @@ moved into place; ``config.json`` and the tokenizer files follow.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -153,22 +154,26 @@ def convert(
 
     with io.open_state_dict(weight_file, cfg) as tensors:
         head, report = check_weights(tensors, cfg, str(weight_file))
-        state = report.state_dict
         cast = np_dtype(dtype) if dtype else None
-        total = sum(t.size * (cast or t.dtype).itemsize for t in state.values())
-        update = progress(total, len(state)) if progress else None
+        count = len(report.state_dict)
+        total = sum(t.size * (cast or t.dtype).itemsize for t in report.state_dict.values())
+        parameters = int(sum(np.prod(t.shape, dtype=np.int64) for t in report.state_dict.values()))
+        update = progress(total, count) if progress else None
         dst.mkdir(parents=True, exist_ok=True)
-        staged = io.stage_state_dict(state, cfg, head, dst, to, dtype=cast, max_shard_size=max_shard_size,
-                                     progress=update)  # fmt: skip
-        try:
-            if check:
-                verify(staged, cfg, head)
-            nbytes = staged.nbytes
-            written = {final for _, final in staged.files}
-            target = staged.commit()
-        except BaseException:
-            staged.abort()
-            raise
+        staged = io.stage_state_dict(report.state_dict, cfg, head, dst, to, dtype=cast,
+                                     max_shard_size=max_shard_size, progress=update)  # fmt: skip
+        del report
+        tensors.clear()  # let go of the source (memory maps of a .bin) before reading the new files
+    gc.collect()
+    try:
+        if check:
+            verify(staged, cfg, head)
+        nbytes = staged.nbytes
+        written = {final for _, final in staged.files}
+        target = staged.commit()
+    except BaseException:
+        staged.abort()
+        raise
     io.remove_stale(dst, to, keep=written)
     out_cfg = cfg.copy(architectures=[head.torch_class], **({"torch_dtype": dtype} if dtype else {}))
     out_cfg.save_pretrained(dst)
@@ -181,8 +186,8 @@ def convert(
         target=target,
         fmt=to,
         head=head.name,
-        tensors=len(state),
-        parameters=int(sum(np.prod(t.shape, dtype=np.int64) for t in state.values())),
+        tensors=count,
+        parameters=parameters,
         nbytes=nbytes,
         seconds=time.perf_counter() - start,
         dtype=dtype,

@@ -9,7 +9,7 @@ jax = pytest.importorskip("jax")
 optax = pytest.importorskip("optax")
 import jax.numpy as jnp  # noqa: E402
 
-from tests.backends.flax_adapter import flax_class, max_rel_err, ours  # noqa: E402
+from tests.backends.flax_adapter import flax_class, ours  # noqa: E402
 from tests.reference import ATOL, make_inputs, tiny_config  # noqa: E402
 from xlmr import HEADS  # noqa: E402
 from xlmr.weights import flatten_tree  # noqa: E402
@@ -52,8 +52,18 @@ def test_loss_and_gradients_match_hf_torch(head):
     np.testing.assert_allclose(float(loss), expected_loss, rtol=1e-5, atol=ATOL)
     actual = model.canonical_state_dict(grads)
     assert set(actual) == set(expected)
+    # Gradients that are exactly zero in exact arithmetic (softmax ignores a shift of the key bias or
+    # of the bias shared by all choices) are float noise in both frameworks: they must be tiny.
+    scale = max(float(np.abs(v).max()) for v in expected.values())
+    zero = {k for k in expected if k.endswith("attention.self.key.bias")}
+    if head == "multiple_choice":
+        zero.add("classifier.bias")
     for key, value in expected.items():
-        assert max_rel_err(actual[key], value) <= 1e-4, f"{key}: relative error {max_rel_err(actual[key], value):.2e}"
+        if key in zero:
+            assert float(np.abs(actual[key]).max()) <= 1e-6 * scale, key
+            continue
+        err = float(np.abs(actual[key] - value).max()) / float(np.abs(value).max())
+        assert err <= 1e-4, f"{key}: relative error {err:.2e}"
 
 
 @pytest.mark.hf

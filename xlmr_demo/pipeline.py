@@ -21,10 +21,9 @@ def train_tokenizer(texts: list[str], vocab_size: int, directory: Path):
     """An XLM-R-style SentencePiece tokenizer trained on ``texts``, saved in ``directory``."""
     import xlmr
 
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = xlmr.XLMRobertaTokenizerFast.train_new_from_iterator(texts, vocab_size=vocab_size)
-    tokenizer.save_pretrained(str(directory))
-    return tokenizer
+    # character_coverage=1.0: keep every character of the (small) corpus, Han characters included.
+    return xlmr.XLMRobertaTokenizerFast.train(texts, vocab_size, save_directory=str(directory),
+                                              character_coverage=1.0)
 
 
 def encode(tokenizer, texts: list[str], length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -152,18 +151,20 @@ class Pipeline:
 
     def save_and_convert(self, model, config) -> dict[str, Path]:
         import conversion
+        from conversion.convert import convert
 
         dirs = {"tf": self.workdir / "tf"}
         model.save_pretrained(str(dirs["tf"]))
         self.tokenizer.save_pretrained(str(dirs["tf"]))
         source = conversion.find_weight_file(dirs["tf"])
-        say(f"    tf     {self._describe(source)}")
-        state_dict = conversion.read_state_dict(source)
+        say(f"    tf     {self._describe(source)}  (Keras model.save_pretrained + tokenizer)")
         for name, fmt in CONVERTED.items():
             dirs[name] = self.workdir / name
-            target = conversion.save_pretrained(state_dict, config, HEAD, dirs[name], fmt)
-            self.tokenizer.save_pretrained(str(dirs[name]))
-            say(f"    {name:<6} {self._describe(target)}")
+            # The xlmr-convert library call: reads any format, re-reads and checks what it wrote,
+            # copies config.json and the tokenizer files.
+            summary = convert(dirs["tf"], dirs[name], fmt)
+            say(f"    {name:<6} {self._describe(summary.target)}  ({summary.tensors} tensors, "
+                f"{summary.parameters:,} parameters, checked)")
         return dirs
 
     def _describe(self, path: Path) -> str:
