@@ -11,7 +11,10 @@ peak RSS / checkpoint size (the float32 safetensors file); the interpreter and i
 
 HF's route for the same conversion, also in a fresh subprocess: ``from_pretrained`` of the
 matching class (``from_pt`` / ``from_tf`` / ``from_flax`` across frameworks) then
-``save_pretrained``. Ratios are hf / xlmr for both time and memory (>= 1.0: xlmr is as fast /
+``save_pretrained`` (into PyTorch from TF / Flax: a fresh model loaded with HF's
+``load_tf2_checkpoint_in_pytorch_model`` / ``load_flax_checkpoint_in_pytorch_model``, because
+``from_pretrained(from_tf=True / from_flax=True)`` leaves the weights on the meta device in
+4.57.6). Ratios are hf / xlmr for both time and memory (>= 1.0: xlmr is as fast /
 as lean or better). Temporary files are deleted as soon as a row is measured.
 ``quick=True`` uses a tiny config, two format pairs and no HF route; it finishes in seconds.
 """
@@ -47,17 +50,26 @@ _HF_CHILD = """
 import json, os, resource, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import transformers
+from transformers import modeling_tf_pytorch_utils as tf_pt
 transformers.logging.set_verbosity_error()
 src, dst, source_fmt, to = sys.argv[1:5]
 start = time.perf_counter()
-prefix = {"tf": "TF", "flax": "Flax"}.get(to, "")
-cls = getattr(transformers, prefix + "XLMRobertaForMaskedLM")
-kwargs = {"tf": {"from_tf": True}, "flax": {"from_flax": True}}.get(source_fmt, {}) if not prefix else {}
-if prefix and source_fmt in ("safetensors", "pytorch"):
-    kwargs = {"from_pt": True}
-model = cls.from_pretrained(src, **kwargs)
-save = {"pytorch": {"safe_serialization": False}}.get(to, {})
-model.save_pretrained(dst, **save)
+if to == "tf":
+    model = transformers.TFXLMRobertaForMaskedLM.from_pretrained(src, from_pt=True)
+elif to == "flax":
+    model = transformers.FlaxXLMRobertaForMaskedLM.from_pretrained(src, from_pt=True)
+elif source_fmt in ("tf", "flax"):
+    # from_pretrained(from_tf=True / from_flax=True) leaves the weights on the meta device in 4.57.6,
+    # so build the model and load the file with HF's own cross-framework loader, as from_tf does.
+    model = transformers.XLMRobertaForMaskedLM(transformers.XLMRobertaConfig.from_pretrained(src))
+    if source_fmt == "tf":
+        tf_pt.load_tf2_checkpoint_in_pytorch_model(model, os.path.join(src, "tf_model.h5"))
+    else:
+        from transformers import modeling_flax_pytorch_utils as flax_pt
+        flax_pt.load_flax_checkpoint_in_pytorch_model(model, os.path.join(src, "flax_model.msgpack"))
+else:
+    model = transformers.XLMRobertaForMaskedLM.from_pretrained(src)
+model.save_pretrained(dst, **({"safe_serialization": False} if to == "pytorch" else {}))
 print(json.dumps({"seconds": time.perf_counter() - start,
                   "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
@@ -101,7 +113,9 @@ def run(quick: bool = False) -> list[dict]:
         src = tmp / "safetensors"
         size = make_checkpoint(src, shape)
         limit = "" if quick else " (must be < 2x)"
-        size_note = f"{'tiny' if quick else 'xlm-roberta-base'} MaskedLM, checkpoint {size / 1e9:.3f} GB float32"
+        size_note = (
+            f"{'tiny' if quick else 'xlm-roberta-base'} MaskedLM, checkpoint {size / 1e9:.3f} GB float32"
+        )
 
         def measure(source: Path, source_fmt: str, to: str, keep: bool) -> None:
             out = tmp / f"out_{source_fmt}_{to}"
@@ -136,7 +150,10 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def _table(rows: list[dict]) -> str:
-    lines = ["| benchmark | backend | xlmr | hf | unit | ratio (hf/xlmr) | notes |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| benchmark | backend | xlmr | hf | unit | ratio (hf/xlmr) | notes |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(f"| {r['benchmark']} | {r['backend']} | {r['xlmr']:.3f} | {r['hf']:.3f} | {r['unit']} | "
                      f"{r['ratio']:.2f} | {r['notes']} |")  # fmt: skip

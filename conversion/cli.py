@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert an HF-layout XLM-RoBERTa checkpoint between safetensors, PyTorch, TF (h5) and "
         "Flax (msgpack) weight files. DST receives the weight file, config.json and SRC's tokenizer files.",
     )
-    parser.add_argument("src", metavar="SRC", help="checkpoint directory, or a weight file (config.json beside it)")
+    parser.add_argument(
+        "src", metavar="SRC", help="checkpoint directory, or a weight file (config.json beside it)"
+    )
     parser.add_argument("dst", metavar="DST", help="output directory")
     parser.add_argument("--to", required=True, choices=tuple(FORMATS), help="weight format to write")
     parser.add_argument("--dtype", choices=DTYPES, help="cast the weights (exact numpy / ml_dtypes casts)")

@@ -78,14 +78,13 @@ class LazyTensor:
     ``np.asarray(lazy)`` loads it, so xlmr.weights helpers that compare values work unchanged.
     """
 
-    __slots__ = ("shape", "dtype", "_load", "native", "storage")
+    __slots__ = ("shape", "dtype", "_load", "native")
 
-    def __init__(self, shape, dtype, load: Callable[[], np.ndarray], native: str = "", storage=None):
+    def __init__(self, shape, dtype, load: Callable[[], np.ndarray], native: str = ""):
         self.shape = tuple(int(d) for d in shape)
         self.dtype = np.dtype(dtype)
         self._load = load
         self.native = native  # the name in the file
-        self.storage = storage  # identity of the bytes (tied tensors of a torch file share it)
 
     @classmethod
     def of(cls, array: np.ndarray) -> LazyTensor:
@@ -108,9 +107,7 @@ class LazyTensor:
 
     def transposed(self) -> LazyTensor:
         """The 2-D transpose, loaded as a C-contiguous copy."""
-        return LazyTensor(
-            self.shape[::-1], self.dtype, lambda: np.ascontiguousarray(self.load().T), self.native, self.storage
-        )
+        return LazyTensor(self.shape[::-1], self.dtype, lambda: np.ascontiguousarray(self.load().T), self.native)
 
     def __array__(self, dtype=None, copy=None):
         array = self.load()
@@ -139,8 +136,10 @@ class LazyStateDict(dict):
         return {k: np.array(v.load()) for k, v in self.items()}
 
     def close(self) -> None:
+        """Close the files and drop the tensors (and with them any memory map of the file)."""
         while self._closers:
             self._closers.pop()()
+        self.clear()
 
     def __enter__(self) -> LazyStateDict:
         return self
@@ -212,9 +211,13 @@ def shard_name(single: str, index: int, count: int) -> str:
     return f"{stem}-{index + 1:05d}-of-{count:05d}{dot}{ext}"
 
 
-def index_json(weight_map: Mapping[str, str], total_size: int) -> str:
-    return json.dumps({"metadata": {"total_size": total_size}, "weight_map": dict(weight_map)}, indent=2,
-                      sort_keys=True) + "\n"  # fmt: skip
+def index_json(weight_map: Mapping[str, str], total_size: int, total_parameters: int | None = None) -> str:
+    """A shard index as HF writes it (PyTorch-side indexes also carry ``total_parameters``)."""
+    metadata: dict[str, int] = {"total_size": total_size}
+    if total_parameters is not None:
+        metadata["total_parameters"] = total_parameters
+    index = {"metadata": metadata, "weight_map": dict(weight_map)}
+    return json.dumps(index, indent=2, sort_keys=True) + "\n"
 
 
 def read_index(path: Path) -> tuple[dict[str, str], list[Path]]:

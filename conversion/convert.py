@@ -28,7 +28,12 @@ from .common import DTYPES, CheckpointError, LazyStateDict, Staged, digest, np_d
 
 logger = logging.getLogger("xlmr")
 
-TOKENIZER_FILES = ("sentencepiece.bpe.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+TOKENIZER_FILES = (
+    "sentencepiece.bpe.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 
 
 @dataclass
@@ -53,7 +58,9 @@ class Summary:
         )
 
 
-def resolve_source(src: str | os.PathLike, config: str | os.PathLike | None = None) -> tuple[Path, XLMRobertaConfig]:
+def resolve_source(
+    src: str | os.PathLike, config: str | os.PathLike | None = None
+) -> tuple[Path, XLMRobertaConfig]:
     """The weight file of ``src`` (a directory or a file) and its config."""
     src = Path(src)
     if not src.exists():
@@ -90,12 +97,17 @@ def verify(staged: Staged, config: XLMRobertaConfig, head) -> None:
         back = W.resolve_ties(W.canonicalize(raw), config, head)
         where = f"written {staged.target.name}"
         if set(back) != set(staged.manifest):
-            extra, missing = sorted(set(back) - set(staged.manifest)), sorted(set(staged.manifest) - set(back))
+            extra, missing = (
+                sorted(set(back) - set(staged.manifest)),
+                sorted(set(staged.manifest) - set(back)),
+            )
             raise CheckpointError(f"{where}: keys differ (unexpected {extra[:5]}, missing {missing[:5]})")
         for key, (shape, dtype, expected) in staged.manifest.items():
             t = back[key]
             if t.shape != shape or t.dtype != dtype:
-                raise CheckpointError(f"{where}: {key} reads back as {t.shape} {t.dtype}, wrote {shape} {dtype}")
+                raise CheckpointError(
+                    f"{where}: {key} reads back as {t.shape} {t.dtype}, wrote {shape} {dtype}"
+                )
             if digest(t.load()) != expected:
                 raise CheckpointError(f"{where}: {key} reads back with different values")
 

@@ -155,7 +155,9 @@ def open_files(paths: list[Path]) -> LazyStateDict:
                 continue
             if dset.dtype.kind != "f":
                 raise CheckpointError(f"{path}: {native} has dtype {dset.dtype}, expected float")
-            lazy = LazyTensor(dset.shape, dset.dtype, _dataset_loader(dset, f"{path}: {native}"), native=native)
+            lazy = LazyTensor(
+                dset.shape, dset.dtype, _dataset_loader(dset, f"{path}: {native}"), native=native
+            )
             out[key] = lazy.transposed() if transpose else lazy
     strip_base_prefix(out)
     return out
@@ -170,7 +172,9 @@ def open_checkpoint(path: Path) -> LazyStateDict:
         missing = {n for n in weight_map if "/".join(n.split("/")[1:]) not in natives and n not in natives}
         if missing:
             out.close()
-            raise CheckpointError(f"{path}: weights listed in the index are not in the shards: {sorted(missing)[:5]}")
+            raise CheckpointError(
+                f"{path}: weights listed in the index are not in the shards: {sorted(missing)[:5]}"
+            )
         return out
     return open_files([path])
 
@@ -184,7 +188,9 @@ def read(path: Path) -> dict[str, np.ndarray]:
 def _save_attr(group, name: str, values: list[str]) -> None:
     data = [v.encode("utf8") for v in values]
     chunks = 1
-    while any(np.asarray(c).nbytes > _HDF5_OBJECT_HEADER_LIMIT for c in np.array_split(np.asarray(data), chunks)):
+    while any(
+        np.asarray(c).nbytes > _HDF5_OBJECT_HEADER_LIMIT for c in np.array_split(np.asarray(data), chunks)
+    ):
         chunks += 1
     if chunks == 1:
         group.attrs[name] = data

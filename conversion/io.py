@@ -50,12 +50,20 @@ def format_of(path: str | os.PathLike) -> str:
     for fmt, (single, index) in FORMATS.items():
         if name in (single, index):
             return fmt
-    suffixes = {".safetensors": "safetensors", ".bin": "pytorch", ".pt": "pytorch", ".h5": "tf", ".msgpack": "flax"}
+    suffixes = {
+        ".safetensors": "safetensors",
+        ".bin": "pytorch",
+        ".pt": "pytorch",
+        ".h5": "tf",
+        ".msgpack": "flax",
+    }
     stem = name.removesuffix(".index.json")
     for suffix, fmt in suffixes.items():
         if stem.endswith(suffix):
             return fmt
-    raise CheckpointError(f"{path}: not a known weight file (.safetensors, .bin, .h5, .msgpack or a shard index)")
+    raise CheckpointError(
+        f"{path}: not a known weight file (.safetensors, .bin, .h5, .msgpack or a shard index)"
+    )
 
 
 def open_state_dict(path: str | os.PathLike, config: XLMRobertaConfig | None = None) -> LazyStateDict:
@@ -110,7 +118,9 @@ def head_of(config: XLMRobertaConfig, state_dict: Mapping | None = None) -> Head
     if head is None and state_dict is not None:
         head = W.infer_head(state_dict)
     if head is None:
-        raise ValueError("cannot tell the model head: config.json has no known 'architectures' and no weights given")
+        raise ValueError(
+            "cannot tell the model head: config.json has no known 'architectures' and no weights given"
+        )
     return head
 
 
@@ -153,7 +163,9 @@ def write_state_dict(
     splits it. Stale files of the same format (a single file replaced by shards, or the
     other way round) are removed afterwards.
     """
-    staged = stage_state_dict(state_dict, config, head, directory, fmt, dtype=dtype, max_shard_size=max_shard_size)
+    staged = stage_state_dict(
+        state_dict, config, head, directory, fmt, dtype=dtype, max_shard_size=max_shard_size
+    )
     written = {final for _, final in staged.files}
     target = staged.commit()
     remove_stale(Path(directory), fmt, keep=written)
@@ -166,7 +178,9 @@ def remove_stale(directory: Path, fmt: str, keep: set[Path]) -> None:
     stem, _, ext = single.rpartition(".")
     for path in directory.iterdir():
         name = path.name
-        ours = name in (single, index) or (name.startswith(stem + "-") and name.endswith("." + ext) and "-of-" in name)
+        ours = name in (single, index) or (
+            name.startswith(stem + "-") and name.endswith("." + ext) and "-of-" in name
+        )
         if ours and path.is_file() and path not in keep:
             path.unlink()
 

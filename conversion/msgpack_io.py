@@ -69,7 +69,9 @@ class _Walker:
 
     def _need(self, pos: int, k: int) -> int:
         if pos + k > self.n:
-            raise CheckpointError(f"{self.where}: msgpack data is truncated (needs byte {pos + k}, has {self.n})")
+            raise CheckpointError(
+                f"{self.where}: msgpack data is truncated (needs byte {pos + k}, has {self.n})"
+            )
         return pos + k
 
     def _uint(self, pos: int, size: int) -> int:
@@ -154,7 +156,9 @@ def _ndarray(walker: _Walker, span: _Span, f, where: str) -> LazyTensor:
     dtype = np_dtype(name.decode() if isinstance(name, bytes) else str(name))
     if data.length != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
         raise CheckpointError(f"{where}: {data.length} bytes do not fit shape {shape} {dtype}")
-    return LazyTensor(shape, dtype, lambda: read_exact(f, data.offset, tuple(shape), dtype, where), native=where)
+    return LazyTensor(
+        shape, dtype, lambda: read_exact(f, data.offset, tuple(shape), dtype, where), native=where
+    )
 
 
 def _leaves(walker: _Walker, node, f, where: str):
@@ -206,7 +210,9 @@ def open_checkpoint(path: Path) -> LazyStateDict:
         missing = set(weight_map) - {t.native for t in out.values()}
         if missing:
             out.close()
-            raise CheckpointError(f"{path}: weights listed in the index are not in the shards: {sorted(missing)[:5]}")
+            raise CheckpointError(
+                f"{path}: weights listed in the index are not in the shards: {sorted(missing)[:5]}"
+            )
         return out
     return open_files([path])
 

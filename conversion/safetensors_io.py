@@ -73,7 +73,9 @@ def read_header(path: Path) -> tuple[dict, int]:
             raise CheckpointError(f"{path}: not a safetensors file (only {size} bytes)")
         (n,) = struct.unpack("<Q", head)
         if n > min(_MAX_HEADER, size - 8):
-            raise CheckpointError(f"{path}: not a safetensors file or truncated (header length {n}, file {size} bytes)")
+            raise CheckpointError(
+                f"{path}: not a safetensors file or truncated (header length {n}, file {size} bytes)"
+            )
         try:
             header = json.loads(f.read(n))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -85,13 +87,21 @@ def read_header(path: Path) -> tuple[dict, int]:
         if name == "__metadata__":
             continue
         try:
-            dtype, shape, (begin, end) = _dtype(info["dtype"], f"{path}: {name}"), info["shape"], info["data_offsets"]
+            dtype, shape, (begin, end) = (
+                _dtype(info["dtype"], f"{path}: {name}"),
+                info["shape"],
+                info["data_offsets"],
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"{path}: corrupt header entry for {name} ({err})") from None
         if end - begin != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize or begin < 0:
-            raise CheckpointError(f"{path}: {name}: data_offsets {begin}..{end} do not fit shape {shape} {dtype}")
+            raise CheckpointError(
+                f"{path}: {name}: data_offsets {begin}..{end} do not fit shape {shape} {dtype}"
+            )
         if start + end > size:
-            raise CheckpointError(f"{path}: file is truncated ({name} ends at byte {start + end}, file has {size})")
+            raise CheckpointError(
+                f"{path}: file is truncated ({name} ends at byte {start + end}, file has {size})"
+            )
     return header, start
 
 
@@ -143,7 +153,9 @@ def open_checkpoint(path: Path) -> LazyStateDict:
         missing = set(weight_map) - {t.native for t in out.values()}
         if missing:
             out.close()
-            raise CheckpointError(f"{path}: tensors listed in the index are not in the shards: {sorted(missing)[:5]}")
+            raise CheckpointError(
+                f"{path}: tensors listed in the index are not in the shards: {sorted(missing)[:5]}"
+            )
         return out
     return open_files([path])
 
@@ -197,7 +209,9 @@ def stage(state_dict: Mapping, config: XLMRobertaConfig, head: Head, target: Pat
         weight_map, total = {}, 0
         for i, keys in enumerate(shards):
             name = shard_name(SINGLE, i, len(shards))
-            total += _write_file(staged.add(target.parent / name), tensors, keys, dtype, staged, progress, meta)
+            total += _write_file(
+                staged.add(target.parent / name), tensors, keys, dtype, staged, progress, meta
+            )
             weight_map.update(dict.fromkeys(keys, name))
         staged.add(index_path).write_text(index_json(weight_map, total))
 

@@ -77,7 +77,9 @@ def _load(torch, path: Path) -> dict:
         except (zipfile.BadZipFile, OSError) as err:
             raise CheckpointError(f"{path}: truncated or corrupt PyTorch zip archive ({err})") from None
     elif magic != b"\x80\x02":  # nor a legacy (pickle protocol 2) torch file
-        raise CheckpointError(f"{path}: not a PyTorch weight file (neither a zip archive nor a legacy torch pickle)")
+        raise CheckpointError(
+            f"{path}: not a PyTorch weight file (neither a zip archive nor a legacy torch pickle)"
+        )
     try:
         try:
             return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
@@ -93,7 +95,9 @@ def _load(torch, path: Path) -> dict:
                 "than tensors (checkpoints are untrusted, so that is not retried unsafely)"
             ) from None
         msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise CheckpointError(f"{path}: not a readable PyTorch weight file ({type(err).__name__}: {msg})") from None
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch weight file ({type(err).__name__}: {msg})"
+        ) from None
 
 
 def open_files(paths: list[Path]) -> LazyStateDict:
@@ -118,7 +122,9 @@ def open_checkpoint(path: Path) -> LazyStateDict:
         out = open_files(shards)
         missing = set(weight_map) - set(out)
         if missing:
-            raise CheckpointError(f"{path}: tensors listed in the index are not in the shards: {sorted(missing)[:5]}")
+            raise CheckpointError(
+                f"{path}: tensors listed in the index are not in the shards: {sorted(missing)[:5]}"
+            )
         return out
     return open_files([path])
 
@@ -166,4 +172,3 @@ def stage(state_dict: Mapping, config: XLMRobertaConfig, head: Head, target: Pat
 
 def write(state_dict, config, head, target: Path, **kwargs) -> Path:
     return stage(state_dict, config, head, target, **kwargs).commit()
-

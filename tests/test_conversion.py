@@ -24,7 +24,12 @@ from xlmr import weights as W
 
 FORMATS = tuple(io.FORMATS)
 MODULES = {"safetensors": safetensors_io, "pytorch": torch_io, "tf": h5_io, "flax": msgpack_io}
-TOKENIZER_FILES = ("sentencepiece.bpe.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+TOKENIZER_FILES = (
+    "sentencepiece.bpe.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 
 
 def config_for(head: str, **overrides):
@@ -83,7 +88,9 @@ def test_dtype_cast_is_exact(tmp_path, fmt, dtype):
     assert_same(back, expected)
     # ...and a cast back to float32 is the exact widening of those values.
     path32 = io.write_state_dict(back, config, "masked_lm", tmp_path / "f32", fmt, dtype="float32")
-    assert_same(conversion.read_state_dict(path32, config), {k: v.astype(np.float32) for k, v in expected.items()})
+    assert_same(
+        conversion.read_state_dict(path32, config), {k: v.astype(np.float32) for k, v in expected.items()}
+    )
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -187,7 +194,10 @@ def test_pytorch_file_stores_tied_aliases_once(tmp_path):
     raw = torch.load(path, weights_only=True)
     word = raw["roberta.embeddings.word_embeddings.weight"]
     assert raw["lm_head.decoder.weight"].untyped_storage().data_ptr() == word.untyped_storage().data_ptr()
-    assert raw["lm_head.decoder.bias"].untyped_storage().data_ptr() == raw["lm_head.bias"].untyped_storage().data_ptr()
+    assert (
+        raw["lm_head.decoder.bias"].untyped_storage().data_ptr()
+        == raw["lm_head.bias"].untyped_storage().data_ptr()
+    )
 
 
 def text(values) -> list[str]:
@@ -211,7 +221,9 @@ def test_h5_layout_is_keras_save_weights(tmp_path):
         np.testing.assert_array_equal(kernel, sd["classifier.weight"].T)
         word = "tfxlm_roberta_for_token_classification/roberta/embeddings/word_embeddings/weight:0"
         np.testing.assert_array_equal(f["roberta"][word][()], sd["roberta.embeddings.word_embeddings.weight"])
-        query = "tfxlm_roberta_for_token_classification/roberta/encoder/layer_._1/attention/self/query/kernel:0"
+        query = (
+            "tfxlm_roberta_for_token_classification/roberta/encoder/layer_._1/attention/self/query/kernel:0"
+        )
         assert query in text(f["roberta"].attrs["weight_names"])
         assert len(f["top_level_model_weights"].attrs["weight_names"]) == 0
 
@@ -312,7 +324,10 @@ def test_cli_refuses_to_overwrite_without_force(tmp_path, capsys):
     before = (tmp_path / "dst" / "tf_model.h5").read_bytes()
     code, out, err = run_cli(capsys, tmp_path / "src2", tmp_path / "dst", "--to", "tf", "-q")
     assert code == 1 and out == ""
-    assert err.strip() == f"error: {tmp_path / 'dst' / 'tf_model.h5'} already exists; pass --force to overwrite it"
+    assert (
+        err.strip()
+        == f"error: {tmp_path / 'dst' / 'tf_model.h5'} already exists; pass --force to overwrite it"
+    )
     assert (tmp_path / "dst" / "tf_model.h5").read_bytes() == before
     code, _, err = run_cli(capsys, tmp_path / "src2", tmp_path / "dst", "--to", "tf", "-q", "--force")
     assert code == 0, err
@@ -329,7 +344,9 @@ def test_cli_bad_inputs_give_one_line_errors(tmp_path, capsys):
     assert code == 1 and err.startswith("error: ") and "holds no weight file" in err and err.count("\n") == 1
     make_checkpoint(tmp_path / "src")
     code, _, err = run_cli(capsys, tmp_path / "src", tmp_path / "dst", "--to", "onnx")
-    assert code == 2 and err.startswith("error: argument --to: invalid choice: 'onnx'") and err.count("\n") == 1
+    assert (
+        code == 2 and err.startswith("error: argument --to: invalid choice: 'onnx'") and err.count("\n") == 1
+    )
     assert not (tmp_path / "dst").exists()
 
 
@@ -374,7 +391,9 @@ def test_cli_missing_shard(tmp_path, capsys):
 
 def test_cli_converts_sharded_checkpoints(tmp_path, capsys):
     config, sd = make_checkpoint(tmp_path / "src", "question_answering", "tf")
-    code, _, err = run_cli(capsys, tmp_path / "src", tmp_path / "sh", "--to", "flax", "--max-shard-size", "10KB", "-q")
+    code, _, err = run_cli(
+        capsys, tmp_path / "src", tmp_path / "sh", "--to", "flax", "--max-shard-size", "10KB", "-q"
+    )
     assert code == 0, err
     assert io.find_weight_file(tmp_path / "sh").name == "flax_model.msgpack.index.json"
     code, _, err = run_cli(capsys, tmp_path / "sh", tmp_path / "back", "--to", "pytorch", "-q")

@@ -8,7 +8,14 @@ import pytest
 
 import conversion
 from conversion import io
-from tests.reference import ATOL, canonical_state_dict, hf_torch_forward, hf_torch_model, make_inputs, tiny_config
+from tests.reference import (
+    ATOL,
+    canonical_state_dict,
+    hf_torch_forward,
+    hf_torch_model,
+    make_inputs,
+    tiny_config,
+)
 from xlmr import HEADS
 
 pytestmark = pytest.mark.hf
@@ -80,7 +87,9 @@ def test_xlmr_files_load_in_hf_torch(references, tmp_path, head):
         assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
         with torch.no_grad():
             out = model.eval()(**{k: torch.from_numpy(v) for k, v in r["inputs"].items()})
-        _assert_outputs({k: v.numpy() for k, v in out.items() if hasattr(v, "numpy")}, r["ref"], f"pt/{fmt}/{shard}")
+        _assert_outputs(
+            {k: v.numpy() for k, v in out.items() if hasattr(v, "numpy")}, r["ref"], f"pt/{fmt}/{shard}"
+        )
 
 
 @pytest.mark.parametrize("head", HEAD_NAMES)
@@ -118,9 +127,13 @@ def test_xlmr_flax_files_load_in_hf_flax(references, tmp_path, head):
 @pytest.mark.parametrize("head", HEAD_NAMES)
 def test_hf_torch_files_read_back_bit_exact(references, tmp_path, head):
     r = references[head]
-    _assert_bit_exact(conversion.read_state_dict(r["hf_dir"] / "model.safetensors", r["config"]), r["sd"], "safetensors")
+    _assert_bit_exact(
+        conversion.read_state_dict(r["hf_dir"] / "model.safetensors", r["config"]), r["sd"], "safetensors"
+    )
     r["model"].save_pretrained(tmp_path / "bin", safe_serialization=False)
-    _assert_bit_exact(conversion.read_state_dict(tmp_path / "bin" / "pytorch_model.bin", r["config"]), r["sd"], "bin")
+    _assert_bit_exact(
+        conversion.read_state_dict(tmp_path / "bin" / "pytorch_model.bin", r["config"]), r["sd"], "bin"
+    )
     for safe in (True, False):
         directory = tmp_path / f"sharded_{safe}"
         r["model"].save_pretrained(directory, safe_serialization=safe, max_shard_size="20KB")
@@ -137,10 +150,14 @@ def test_hf_tf_files_read_back_bit_exact(references, tmp_path, head):
     read = conversion.read_state_dict(tmp_path / "h5" / "tf_model.h5")
     _assert_bit_exact(read, r["sd"], "tf_model.h5")
     model.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
-    _assert_bit_exact(conversion.read_state_dict(tmp_path / "sharded" / "tf_model.h5.index.json"), r["sd"], "tf shards")
+    _assert_bit_exact(
+        conversion.read_state_dict(tmp_path / "sharded" / "tf_model.h5.index.json"), r["sd"], "tf shards"
+    )
     if head == "masked_lm":  # HF TF's safetensors files use TF names; they read back too
         model.save_pretrained(tmp_path / "safe", safe_serialization=True)
-        _assert_bit_exact(conversion.read_state_dict(tmp_path / "safe" / "model.safetensors"), r["sd"], "tf safetensors")
+        _assert_bit_exact(
+            conversion.read_state_dict(tmp_path / "safe" / "model.safetensors"), r["sd"], "tf safetensors"
+        )
 
 
 @pytest.mark.parametrize("head", HEAD_NAMES)
@@ -148,13 +165,17 @@ def test_hf_flax_files_read_back_bit_exact(references, tmp_path, head):
     r = references[head]
     model = _hf_class(head, "flax").from_pretrained(r["hf_dir"], from_pt=True)
     model.save_pretrained(tmp_path / "msgpack")
-    _assert_bit_exact(conversion.read_state_dict(tmp_path / "msgpack" / "flax_model.msgpack"), r["sd"], "msgpack")
+    _assert_bit_exact(
+        conversion.read_state_dict(tmp_path / "msgpack" / "flax_model.msgpack"), r["sd"], "msgpack"
+    )
     model.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
     path = tmp_path / "sharded" / "flax_model.msgpack.index.json"
     _assert_bit_exact(conversion.read_state_dict(path), r["sd"], "flax shards")
     if head == "sequence_classification":
         model.save_pretrained(tmp_path / "safe", safe_serialization=True)
-        _assert_bit_exact(conversion.read_state_dict(tmp_path / "safe" / "model.safetensors"), r["sd"], "flax safetensors")
+        _assert_bit_exact(
+            conversion.read_state_dict(tmp_path / "safe" / "model.safetensors"), r["sd"], "flax safetensors"
+        )
 
 
 @pytest.mark.parametrize("to", ["tf", "flax"])

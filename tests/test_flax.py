@@ -217,7 +217,8 @@ def test_gradient_checkpointing_gives_same_gradients():
     rng = jax.random.PRNGKey(3)
 
     def grads(m):
-        return jax.grad(lambda p: compute_loss(m, batch, params=p, dropout_rng=rng, train=True)[0])(m.params)
+        fn = jax.jit(jax.grad(lambda p: compute_loss(m, batch, params=p, dropout_rng=rng, train=True)[0]))
+        return fn(m.params)
 
     expected, actual = grads(model), grads(remat)
     for path, value in flatten_tree(expected).items():

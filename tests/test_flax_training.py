@@ -47,20 +47,18 @@ def test_loss_and_gradients_match_hf_torch(head):
     batch = make_inputs(config, head)
     expected_loss, expected = _torch_loss_and_grads(pt_model, batch)
 
-    grad_fn = jax.jit(jax.value_and_grad(lambda p, b: compute_loss(model, b, params=p)[0]))
-    loss, grads = grad_fn(model.params, batch)
+    # Eager value_and_grad: the primitive ops compile once for all heads (a jit per head costs more here).
+    loss, grads = jax.value_and_grad(lambda p: compute_loss(model, batch, params=p)[0])(model.params)
     np.testing.assert_allclose(float(loss), expected_loss, rtol=1e-5, atol=ATOL)
     actual = model.canonical_state_dict(grads)
     assert set(actual) == set(expected)
-    # Gradients that are exactly zero in exact arithmetic (softmax ignores a shift of the key bias or
-    # of the bias shared by all choices) are float noise in both frameworks: they must be tiny.
-    scale = max(float(np.abs(v).max()) for v in expected.values())
-    zero = {k for k in expected if k.endswith("attention.self.key.bias")}
-    if head == "multiple_choice":
-        zero.add("classifier.bias")
+    # Some gradients are exactly zero in exact arithmetic (softmax ignores a shift of the key bias, of
+    # the bias shared by all choices, of all span logits): float noise in both frameworks. Those must
+    # stay at noise level; every other gradient must agree to 1e-4 of its own scale.
+    noise = 1e-6 * max(float(np.abs(v).max()) for v in expected.values())
     for key, value in expected.items():
-        if key in zero:
-            assert float(np.abs(actual[key]).max()) <= 1e-6 * scale, key
+        if float(np.abs(value).max()) <= noise:
+            assert float(np.abs(actual[key]).max()) <= noise, key
             continue
         err = float(np.abs(actual[key] - value).max()) / float(np.abs(value).max())
         assert err <= 1e-4, f"{key}: relative error {err:.2e}"
@@ -81,6 +79,7 @@ def test_sequence_classification_problem_types_match_hf_torch(problem, labels):
 
     num_labels = 1 if problem == "regression" else 3
     model, config, pt_model, _ = ours("sequence_classification", num_labels=num_labels)
+    pt_model.config.problem_type = None  # HF PyTorch stores the problem type it inferred last time
     batch = {**make_inputs(config, "sequence_classification", labels=False), "labels": labels}
     expected = hf_torch_forward(pt_model, batch)["loss"]
     # problem_type None: inferred from num_labels and the label dtype, as HF does.
@@ -118,16 +117,16 @@ def _toy_task(config, n=16, seq=6, seed=0):
 
 @pytest.fixture(scope="module")
 def toy():
-    config = tiny_config(num_labels=2)
+    """A one-layer classifier, its task, an optimizer and its jitted train step (compiled once)."""
+    config = tiny_config(num_labels=2, num_hidden_layers=1)
     model = flax_class("sequence_classification")(config, seed=0)
-    return model, config, _toy_task(config)
+    optimizer = create_optimizer(3e-3, weight_decay=0.01)
+    return model, optimizer, make_train_step(model, optimizer), _toy_task(config)
 
 
 def test_jitted_train_step_drives_loss_down(toy):
-    model, _, batch = toy
-    optimizer = create_optimizer(3e-3, weight_decay=0.01)
+    model, optimizer, step, batch = toy
     params, opt_state = model.params, optimizer.init(model.params)
-    step = make_train_step(model, optimizer)
     rng = jax.random.PRNGKey(0)
     losses = []
     for i in range(25):
@@ -144,11 +143,9 @@ def test_jitted_train_step_drives_loss_down(toy):
 def test_data_parallel_step_equals_single_device(toy):
     if jax.device_count() < 2:
         pytest.skip("needs 2 devices (tests/conftest.py sets --xla_force_host_platform_device_count=2)")
-    model, _, batch = toy
-    optimizer = create_optimizer(1e-3)
+    model, optimizer, single, batch = toy
     opt_state = optimizer.init(model.params)
-    rng = jax.random.PRNGKey(1)
-    single = make_train_step(model, optimizer)
+    rng = jax.random.PRNGKey(1)  # dropout on: the sharded step must draw the same masks
     p1, s1, loss1 = single(model.params, opt_state, batch, rng)
 
     mesh = make_mesh(jax.devices()[:2])
@@ -168,7 +165,7 @@ def test_data_parallel_step_equals_single_device(toy):
 
 
 def test_dropout_follows_the_rng(toy):
-    model, _, batch = toy
+    model, _, _, batch = toy
     a = compute_loss(model, batch, dropout_rng=jax.random.PRNGKey(0), train=True)[0]
     b = compute_loss(model, batch, dropout_rng=jax.random.PRNGKey(0), train=True)[0]
     c = compute_loss(model, batch, dropout_rng=jax.random.PRNGKey(1), train=True)[0]

@@ -259,8 +259,9 @@ def test_save_pretrained_reloads_in_hf_torch(head, torch_refs, tmp_path):
 
 @pytest.mark.hf
 def test_save_pretrained_tf_h5_loads_in_hf_tf(torch_refs, tmp_path):
-    import conversion
     import transformers
+
+    import conversion
 
     if "tf" not in conversion.io._WRITERS:
         pytest.skip("conversion has no tf_model.h5 writer yet (conversion helper's task)")

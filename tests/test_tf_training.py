@@ -65,6 +65,8 @@ def test_fit_drives_loss_down(style, jit, train_config):
     assert seen == losses and len(losses) == 12
     assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0], losses
     assert "accuracy" in history.history
+    if jit:  # evaluate/predict below would only add two more XLA compilations
+        return
     # evaluate reports the same loss as the HF-defined loss recomputed from predict's logits
     result = model.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
     logits = model.predict(x, batch_size=8, verbose=0)["logits"]

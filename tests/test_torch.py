@@ -337,3 +337,13 @@ def test_bench_forward_quick_smoke():
     assert set(row) == {"benchmark", "backend", "xlmr", "hf", "unit", "ratio", "notes"}
     assert row["backend"] == "torch" and row["xlmr"] > 0 and row["hf"] > 0
     assert abs(row["ratio"] - row["hf"] / row["xlmr"]) < 1e-9
+
+
+@pytest.mark.parametrize("module", ["modeling", "training", "__init__"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module("xlmr_torch" if module == "__init__" else f"xlmr_torch.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and (result.attempted > 0 or module == "__init__")

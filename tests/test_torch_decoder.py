@@ -87,8 +87,13 @@ def test_accepts_hf_cache_objects():
     """Any object with ``to_legacy_cache()`` (HF's EncoderDecoderCache) is a valid past."""
     config, hf_model, model = _decoder(cross=True)
     ids, enc = _ids(config), _encoder_inputs(True, config)
+    empty = transformers.EncoderDecoderCache(
+        transformers.DynamicCache(config=hf_model.config), transformers.DynamicCache(config=hf_model.config)
+    )
     with torch.no_grad():
         full = hf_model(ids, use_cache=False, **enc).logits.numpy()
+        first = model(ids[:, :-1], past_key_values=empty, **enc)  # an empty cache is no cache
+        assert_trees_close(first.logits.numpy(), full[:, :-1])
         prefix = hf_model(ids[:, :-1], use_cache=True, **enc)
         cache = prefix.past_key_values
         assert hasattr(cache, "to_legacy_cache")

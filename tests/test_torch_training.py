@@ -171,6 +171,7 @@ def test_resize_token_embeddings_matches_hf():
         model(torch.tensor([[0, 119, 2]]))  # the new id is usable
     model.resize_token_embeddings(50)
     assert model.lm_head.decoder.weight.shape == (50, config.hidden_size) and model.config.vocab_size == 50
+    assert model.resize_token_embeddings(61, pad_to_multiple_of=8).num_embeddings == 64
 
 
 def test_resize_untied_decoder_keeps_rows():

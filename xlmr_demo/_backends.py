@@ -6,10 +6,11 @@ extra is reported as one line instead of a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,26 @@ def quiet_framework_env() -> None:
         os.environ["KERAS_BACKEND"] = "tensorflow"
 
 
+@contextlib.contextmanager
+def silenced_native_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a moment: TensorFlow's and XLA's C++ start-up logging
+    (oneDNN / CUDA notices) bypasses Python and ignores TF_CPP_MIN_LOG_LEVEL once torch or jax loaded
+    absl first. Python exceptions are unaffected (they are raised, not printed)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): leave it alone
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def import_backend(name: str):
     """The xlmr backend package ``name`` ("torch", "tf" or "flax"); DemoError when its extra is missing."""
     if name not in _PACKAGES:
@@ -44,7 +65,8 @@ def import_backend(name: str):
     quiet_framework_env()
     for module in _EXTRA_MODULES[name]:
         try:
-            importlib.import_module(module)
+            with silenced_native_stderr():
+                importlib.import_module(module)
         except ImportError as err:
             raise DemoError(
                 f"the {name} backend needs `pip install 'xlmr[{name}]'` ({module} cannot be imported: {err})"
@@ -57,7 +79,8 @@ def import_backend(name: str):
                 f"the tf backend needs Keras on TensorFlow, but keras was loaded with the "
                 f"{keras.backend.backend()!r} backend (unset KERAS_BACKEND)"
             )
-    return importlib.import_module(_PACKAGES[name])
+    with silenced_native_stderr():
+        return importlib.import_module(_PACKAGES[name])
 
 
 def model_class(backend: str, torch_class: str):

@@ -182,14 +182,17 @@ def run_demo(args) -> int:
         settings.epochs = args.epochs
     backends = parse_backends(args.backends)
     workdir, remove = make_workdir(args)
-    # Keras keeps its config under KERAS_HOME (default ~/.keras): keep it inside the workdir.
-    if "KERAS_HOME" not in os.environ and "keras" not in sys.modules:
+    # Keras writes its config under KERAS_HOME (default ~/.keras) when imported: keep it in the workdir.
+    set_keras_home = "KERAS_HOME" not in os.environ and "keras" not in sys.modules
+    if set_keras_home:
         os.environ["KERAS_HOME"] = str(workdir / ".keras")
     try:
         from .pipeline import Pipeline
 
         return Pipeline(settings, backends, workdir, seed=args.seed).run()
     finally:
+        if set_keras_home:  # read once, at import; do not leave a soon-deleted path behind
+            os.environ.pop("KERAS_HOME", None)
         if remove:
             shutil.rmtree(workdir, ignore_errors=True)
         else:

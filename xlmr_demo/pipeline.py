@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ._backends import DemoError, forward_fn, import_backend, load_model
-from .cli import AGREEMENT_LIMIT, Progress, Settings, format_table, say
+from . import cli
+from .cli import Progress, Settings, format_table, say
 from .data import LANGUAGE_NAMES, Example, load_dataset
 
 HEAD = "sequence_classification"
@@ -243,15 +244,15 @@ class Pipeline:
             if results[name]["diff_vs_reference"] > pairwise:
                 pairwise, worst = results[name]["diff_vs_reference"], ("trained", name)
         say(f"\nLargest logit difference between backends: {pairwise:.2e} ({worst[0]} vs {worst[1]}; "
-            f"limit {AGREEMENT_LIMIT:g})")
+            f"limit {cli.AGREEMENT_LIMIT:g})")
 
         first = results[names[0]]
         self.per_language(first["logits"])
         say(f"Total time {self.progress.total_seconds():.1f} s")
 
         failed = []
-        if pairwise > AGREEMENT_LIMIT:
-            failed.append(f"backends disagree: logits differ by {pairwise:.3g} > {AGREEMENT_LIMIT:g}")
+        if pairwise > cli.AGREEMENT_LIMIT:
+            failed.append(f"backends disagree: logits differ by {pairwise:.3g} > {cli.AGREEMENT_LIMIT:g}")
         accuracies = {name: r["accuracy"] for name, r in results.items()}
         if s.accuracy_floor is not None:
             low = {n: a for n, a in accuracies.items() if a < s.accuracy_floor}

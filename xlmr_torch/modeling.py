@@ -10,6 +10,7 @@ Shapes use one notation: (batch, seq, hidden), (batch, heads, seq, head_dim).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,8 @@ from xlmr.outputs import OUTPUT_CLASSES, BaseModelOutputWithPastAndCrossAttentio
 
 from . import loading
 from .losses import compute_loss
+
+logger = logging.getLogger("xlmr")
 
 # A decoder's cache: per layer (self_key, self_value[, cross_key, cross_value]), each
 # (batch, heads, seq, head_dim) -- HF v4's "legacy" tuple format.
@@ -535,13 +538,18 @@ class XLMRobertaPreTrainedModel(nn.Module):
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.lm_head.decoder = new_embeddings
 
-    def resize_token_embeddings(self, new_num_tokens: int | None = None) -> nn.Embedding:
-        """Resize the vocabulary to ``new_num_tokens`` rows, keeping the old rows.
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None
+    ) -> nn.Embedding:
+        """Resize the vocabulary to ``new_num_tokens`` rows (rounded up to ``pad_to_multiple_of``).
 
-        New rows are initialised as HF's ``_init_weights`` does; the LM decoder (tied or not) and
-        ``lm_head.bias`` follow, and ``config.vocab_size`` is updated.
+        Old rows are kept; new rows are initialised as HF's ``_init_weights`` does (HF's
+        ``mean_resizing=False``); the LM decoder (tied or not) and ``lm_head.bias`` follow, and
+        ``config.vocab_size`` is updated.
         """
         old = self.get_input_embeddings()
+        if new_num_tokens is not None and pad_to_multiple_of:
+            new_num_tokens = -(-new_num_tokens // pad_to_multiple_of) * pad_to_multiple_of
         if new_num_tokens is None or new_num_tokens == old.num_embeddings:
             return old
         if not isinstance(new_num_tokens, int) or new_num_tokens <= 0:
@@ -838,8 +846,11 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         use_cache = (use_cache if use_cache is not None else config.use_cache) if config.is_decoder else False
         if past_key_values is not None and hasattr(past_key_values, "to_legacy_cache"):
             past_key_values = past_key_values.to_legacy_cache()
-        if past_key_values is not None and len(past_key_values) == 0:
-            past_key_values = None
+        if past_key_values is not None:
+            # HF's legacy views may pad a layer with None (an empty cross-attention cache).
+            past_key_values = tuple(tuple(t for t in layer if t is not None) for layer in past_key_values)
+            if not past_key_values or not past_key_values[0]:
+                past_key_values = None
         if past_key_values is not None and len(past_key_values) != config.num_hidden_layers:
             raise ValueError(
                 f"past_key_values holds {len(past_key_values)} layers, the model has {config.num_hidden_layers}"
@@ -915,6 +926,8 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
 
     def __init__(self, config: XLMRobertaConfig) -> None:
         super().__init__(config)
+        if not self.config.is_decoder:
+            logger.warning("If you want to use XLMRobertaForCausalLM as a standalone, add `is_decoder=True`.")
         self.roberta = XLMRobertaModel(self.config, add_pooling_layer=False)
         self.lm_head = XLMRobertaLMHead(self.config)
         self.post_init()
