@@ -5,8 +5,8 @@
 The benchmark writes an xlm-roberta-base-sized XLMRobertaForMaskedLM checkpoint (vocab 250002,
 hidden 768, 12 layers; 278M parameters, 1.11 GB as float32 safetensors) with random weights in
 a temporary directory, converts it safetensors -> each format and each format -> safetensors,
-and times each conversion in a fresh subprocess, reading its peak RSS (``ru_maxrss``) at the
-end. xlmr's time includes re-reading and checking the written file. Memory is reported as
+and times each conversion in a fresh subprocess, reading its peak RSS (``VmHWM``) at the
+end (the checkpoint is made in a subprocess too, so no child inherits a big parent). xlmr's time includes re-reading and checking the written file. Memory is reported as
 peak RSS / checkpoint size (the float32 safetensors file); the interpreter and its imports count.
 
 HF's route for the same conversion, also in a fresh subprocess: ``from_pretrained`` of the
@@ -36,18 +36,29 @@ TINY = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_
 HEAD = "masked_lm"
 ROOT = Path(__file__).resolve().parents[1]
 
-_XLMR_CHILD = """
-import json, resource, sys, time
+# Peak RSS of this process: VmHWM, which starts afresh at exec (ru_maxrss keeps the parent's peak).
+_PEAK = """
+def peak():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+"""
+
+_XLMR_CHILD = (
+    _PEAK
+    + """
+import json, sys, time
 from conversion.convert import convert
 src, dst, to = sys.argv[1:4]
 start = time.perf_counter()
 summary = convert(src, dst, to, force=True)
-print(json.dumps({"seconds": time.perf_counter() - start,
-                  "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+print(json.dumps({"seconds": time.perf_counter() - start, "peak": peak()}))
 """
+)
 
-_HF_CHILD = """
-import json, os, resource, sys, time
+_HF_CHILD = (
+    _PEAK
+    + """
+import json, os, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import transformers
 from transformers import modeling_tf_pytorch_utils as tf_pt
@@ -70,8 +81,16 @@ elif source_fmt in ("tf", "flax"):
 else:
     model = transformers.XLMRobertaForMaskedLM.from_pretrained(src)
 model.save_pretrained(dst, **({"safe_serialization": False} if to == "pytorch" else {}))
-print(json.dumps({"seconds": time.perf_counter() - start,
-                  "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+print(json.dumps({"seconds": time.perf_counter() - start, "peak": peak()}))
+"""
+)
+
+
+_MAKE_CHILD = """
+import json, sys
+from bench.bench_conversion import make_checkpoint
+from pathlib import Path
+print(json.dumps({"size": make_checkpoint(Path(sys.argv[1]), json.loads(sys.argv[2]))}))
 """
 
 
@@ -111,7 +130,7 @@ def run(quick: bool = False) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="xlmr-bench-conv-") as tmp:
         tmp = Path(tmp)
         src = tmp / "safetensors"
-        size = make_checkpoint(src, shape)
+        size = _child(_MAKE_CHILD, str(src), json.dumps(shape))["size"]
         limit = "" if quick else " (must be < 2x)"
         size_note = (
             f"{'tiny' if quick else 'xlm-roberta-base'} MaskedLM, checkpoint {size / 1e9:.3f} GB float32"

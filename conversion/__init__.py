@@ -1,9 +1,20 @@
 """Numpy-level readers and writers for HF's four XLM-R weight files, and the xlmr-convert CLI.
 
 Every backend's ``from_pretrained`` reads through :func:`load_pretrained`, so any checkpoint
-file opens in any backend; writing goes through :func:`save_pretrained`.
+file opens in any backend; writing goes through :func:`save_pretrained`. :func:`open_state_dict`
+opens a file lazily (tensor by tensor); :func:`convert` is the ``xlmr-convert`` command.
+
+Modules: ``safetensors_io``, ``torch_io``, ``h5_io`` (tf_model.h5), ``msgpack_io``
+(flax_model.msgpack) -- one per format, each with ``open_checkpoint`` / ``read`` / ``stage`` /
+``write``; ``common`` (lazy tensors, shards, atomic staging); ``convert`` and ``cli``.
 """
 
+from .common import (
+    CheckpointError as CheckpointError,
+)
+from .convert import (
+    convert as convert,
+)
 from .io import (
     FORMATS as FORMATS,
 )
@@ -12,6 +23,9 @@ from .io import (
 )
 from .io import (
     load_pretrained as load_pretrained,
+)
+from .io import (
+    open_state_dict as open_state_dict,
 )
 from .io import (
     read_state_dict as read_state_dict,

@@ -213,7 +213,9 @@ def stage(state_dict: Mapping, config: XLMRobertaConfig, head: Head, target: Pat
                 staged.add(target.parent / name), tensors, keys, dtype, staged, progress, meta
             )
             weight_map.update(dict.fromkeys(keys, name))
-        staged.add(index_path).write_text(index_json(weight_map, total))
+        staged.add(index_path).write_text(
+            index_json(weight_map, total, total_parameters=sum(t.size for t in tensors.values()))
+        )
 
     return staging(target, "safetensors", body)
 

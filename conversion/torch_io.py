@@ -165,7 +165,9 @@ def stage(state_dict: Mapping, config: XLMRobertaConfig, head: Head, target: Pat
             del block
         if len(shards) > 1:
             staged.target = target.parent / INDEX
-            staged.add(staged.target).write_text(index_json(weight_map, total))
+            staged.add(staged.target).write_text(
+                index_json(weight_map, total, sum(t.size for t in tensors.values()))
+            )
 
     return staging(target, "pytorch", body)
 

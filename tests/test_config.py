@@ -61,6 +61,9 @@ def test_round_trip_and_overrides(tmp_path):
     assert again.num_hidden_layers == 3 and config.num_hidden_layers == 12
     assert XLMRobertaConfig.from_dict(config.to_dict()) == config
     assert json.loads(config.to_json_string())["model_type"] == "xlm-roberta"
+    relabelled = XLMRobertaConfig.from_pretrained(tmp_path, num_labels=2)
+    assert relabelled.id2label == {0: "LABEL_0", 1: "LABEL_1"}
+    assert XLMRobertaConfig.from_pretrained(tmp_path, num_labels=4).id2label == config.id2label
     config.num_labels = 5
     assert config.id2label[4] == "LABEL_4" and "num_labels" not in config.to_dict()
 

@@ -19,7 +19,6 @@ import pytest
 import conversion
 from conversion import cli, common, h5_io, io, msgpack_io, safetensors_io, torch_io
 from tests.reference import tiny_config
-from xlmr import HEADS
 from xlmr import weights as W
 
 FORMATS = tuple(io.FORMATS)
@@ -106,6 +105,8 @@ def test_sharded_write_and_read(tmp_path, fmt):
     assert len(shards) > 2
     assert shards == [f"{stem}-{i + 1:05d}-of-{len(shards):05d}.{ext}" for i in range(len(shards))]
     assert index["metadata"]["total_size"] == sum(v.nbytes for v in sd.values())
+    if fmt in ("safetensors", "pytorch"):  # HF's PyTorch save_pretrained also records the parameter count
+        assert index["metadata"]["total_parameters"] == sum(v.size for v in sd.values())
     assert not (tmp_path / single).exists()
     assert io.find_weight_file(tmp_path) == target
     assert_same(conversion.read_state_dict(target, config), sd)
@@ -202,6 +203,15 @@ def test_pytorch_file_stores_tied_aliases_once(tmp_path):
 
 def text(values) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def test_pytorch_format_without_torch_says_so(tmp_path, capsys, monkeypatch):
+    config, _ = make_checkpoint(tmp_path / "src", "base")
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    with pytest.raises(ImportError, match=r"pytorch_model.bin needs PyTorch \(pip install 'xlmr\[torch\]'\)"):
+        io.write_state_dict(random_state_dict(config, "base"), config, "base", tmp_path / "out", "pytorch")
+    code, _, err = run_cli(capsys, tmp_path / "src", tmp_path / "dst", "--to", "pytorch", "-q")
+    assert code == 1 and err.startswith("error: reading or writing pytorch_model.bin needs PyTorch")
 
 
 def test_h5_layout_is_keras_save_weights(tmp_path):
@@ -454,6 +464,3 @@ def test_bench_quick_runs():
         assert row["unit"] in ("s", "x checkpoint size")
     memory = [r for r in rows if r["unit"] == "x checkpoint size"]
     assert memory and all(r["xlmr"] > 0 for r in memory)
-
-
-HEAD_NAMES = tuple(HEADS)

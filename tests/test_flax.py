@@ -12,7 +12,7 @@ jax = pytest.importorskip("jax")
 pytest.importorskip("flax")
 import jax.numpy as jnp  # noqa: E402
 
-from tests.backends.flax_adapter import flax_class, input_shape, ours, reference  # noqa: E402
+from tests.backends.flax_adapter import flax_class, input_shape, ours  # noqa: E402
 from tests.reference import ATOL, assert_trees_close, head_config, make_inputs, to_numpy_tree  # noqa: E402
 from xlmr import HEAD_NAMES, HEADS  # noqa: E402
 from xlmr.weights import flatten_tree  # noqa: E402

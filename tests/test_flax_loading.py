@@ -62,13 +62,13 @@ def test_from_pretrained_into_other_heads(hf_checkpoints):
     np.testing.assert_array_equal(np.asarray(base.params["embeddings"]["word_embeddings"]["embedding"]), expected)
     assert base.load_report.newly_initialized == ["pooler.dense.weight", "pooler.dense.bias"]
     # A classifier gets a freshly initialised head (the module's own init), the backbone from the file.
-    clf = flax_class("sequence_classification").from_pretrained(root / "flax", num_labels=4)
-    assert clf.config.num_labels == 4
+    clf = flax_class("sequence_classification").from_pretrained(root / "flax", classifier_dropout=0.3)
+    assert clf.config.classifier_dropout == 0.3
     assert sorted(clf.load_report.newly_initialized) == sorted(
         f"classifier.{m}.{p}" for m in ("dense", "out_proj") for p in ("weight", "bias")
     )
     kernel = np.asarray(clf.params["classifier"]["out_proj"]["kernel"])
-    assert kernel.shape == (32, 4) and 0.005 < kernel.std() < 0.05  # normal(initializer_range=0.02)
+    assert kernel.shape == (32, 3) and 0.005 < kernel.std() < 0.05  # normal(initializer_range=0.02)
     inputs = make_inputs(config, "sequence_classification", labels=False)
     hidden = clf(**inputs, output_hidden_states=True).hidden_states[-1]
     expected_hidden = hf_torch_forward(pt_model, inputs, output_hidden_states=True)["hidden_states"][-1]

@@ -218,7 +218,14 @@ class XLMRobertaConfig:
         model_type = config_dict.get("model_type", cls.model_type)
         if model_type not in (cls.model_type, "roberta", "xlm_roberta"):
             raise ValueError(f"model_type {model_type!r} is not an XLM-RoBERTa config")
-        return cls(**{**config_dict, **overrides})
+        merged = {**config_dict, **overrides}
+        # As in HF, an explicit num_labels override replaces labels the dict had for another size.
+        if "num_labels" in overrides and "id2label" not in overrides:
+            labels = config_dict.get("id2label")
+            if labels is not None and len(labels) != overrides["num_labels"]:
+                merged.pop("id2label", None)
+                merged.pop("label2id", None)
+        return cls(**merged)
 
     def to_json_string(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"

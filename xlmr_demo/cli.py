@@ -182,17 +182,20 @@ def run_demo(args) -> int:
         settings.epochs = args.epochs
     backends = parse_backends(args.backends)
     workdir, remove = make_workdir(args)
-    # Keras writes its config under KERAS_HOME (default ~/.keras) when imported: keep it in the workdir.
-    set_keras_home = "KERAS_HOME" not in os.environ and "keras" not in sys.modules
-    if set_keras_home:
-        os.environ["KERAS_HOME"] = str(workdir / ".keras")
+    # Framework caches that would land outside the workdir: Keras writes ~/.keras/keras.json when
+    # imported, torch makes $TMPDIR/torchinductor_$USER when loading. Point them into the workdir.
+    scoped = {"TORCHINDUCTOR_CACHE_DIR": workdir / ".cache" / "torchinductor"}
+    if "keras" not in sys.modules:
+        scoped["KERAS_HOME"] = workdir / ".keras"
+    scoped = {k: str(v) for k, v in scoped.items() if k not in os.environ}
+    os.environ.update(scoped)
     try:
         from .pipeline import Pipeline
 
         return Pipeline(settings, backends, workdir, seed=args.seed).run()
     finally:
-        if set_keras_home:  # read once, at import; do not leave a soon-deleted path behind
-            os.environ.pop("KERAS_HOME", None)
+        for key in scoped:  # do not leave paths into a soon-deleted directory behind
+            os.environ.pop(key, None)
         if remove:
             shutil.rmtree(workdir, ignore_errors=True)
         else:

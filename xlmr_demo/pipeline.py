@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._backends import DemoError, forward_fn, import_backend, load_model
 from . import cli
+from ._backends import DemoError, forward_fn, import_backend, load_model
 from .cli import Progress, Settings, format_table, say
 from .data import LANGUAGE_NAMES, Example, load_dataset
 
@@ -139,7 +139,9 @@ class Pipeline:
             initial_learning_rate=0.0, decay_steps=max(1, steps - steps // 10), alpha=0.05,
             warmup_target=s.learning_rate, warmup_steps=steps // 10,
         )
-        model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=s.weight_decay))
+        # Gradient clipping at global norm 1 (HF Trainer's default) keeps the from-scratch run stable.
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=s.weight_decay, global_clipnorm=1.0)
+        model.compile(optimizer=optimizer)
         model(input_ids=ids[:2], attention_mask=mask[:2])  # build the weights before counting them
         say(f"    {model.count_params():,} parameters; {steps} optimizer steps of {s.batch_size} sentences")
         # Labels go in the input dict: the model computes its own loss (HF's sequence-classification CE).

@@ -130,6 +130,7 @@ def _weights_name(directory: Path) -> str:
 def run_own_model(args) -> int:
     directory = Path(args.model).expanduser()
     check_model_dir(directory)
+    import_backend(args.backend)  # a missing extra is reported before anything is loaded
     if args.fill_mask is not None:
         fill_mask(directory, args.backend, args.fill_mask, args.top_k)
     else:

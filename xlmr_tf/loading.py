@@ -100,11 +100,6 @@ def from_pretrained(cls, path: str | os.PathLike, **config_overrides: Any):
     Head weights the checkpoint lacks are newly initialised (and logged), as in HF.
     """
     name = config_overrides.pop("name", None)
-    n = config_overrides.get("num_labels")
-    if isinstance(n, int) and "id2label" not in config_overrides:
-        # HF: a num_labels override replaces the checkpoint's label maps
-        config_overrides["id2label"] = {i: f"LABEL_{i}" for i in range(n)}
-        config_overrides.setdefault("label2id", {f"LABEL_{i}": i for i in range(n)})
     config, report = conversion.load_pretrained(path, cls.head, **config_overrides)
     model = cls(config, name=name) if name else cls(config)
     model.build_model()

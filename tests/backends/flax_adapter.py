@@ -73,9 +73,3 @@ def ours(head: str, **overrides):
     model = flax_class(head)(config, input_shape=input_shape(head))
     model.load_canonical_state_dict(state_dict)
     return model, config, pt_model, state_dict
-
-
-def max_rel_err(actual, expected) -> float:
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    scale = max(float(np.max(np.abs(expected))), 1e-12)
-    return float(np.max(np.abs(actual - expected))) / scale
