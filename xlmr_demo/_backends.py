@@ -80,7 +80,13 @@ def import_backend(name: str):
                 f"{keras.backend.backend()!r} backend (unset KERAS_BACKEND)"
             )
     with silenced_native_stderr():
-        return importlib.import_module(_PACKAGES[name])
+        package = importlib.import_module(_PACKAGES[name])
+        # Device discovery logs (e.g. "failed call to cuInit" on CPU-only machines) happen here, not later.
+        if name == "tf":
+            sys.modules["tensorflow"].config.list_physical_devices()
+        elif name == "flax":
+            sys.modules["jax"].devices()
+    return package
 
 
 def model_class(backend: str, torch_class: str):

@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ._backends import BACKENDS, DemoError
@@ -54,7 +54,6 @@ class Settings:
     dropout: float = 0.1
     per_language: tuple[int, int] | None = None  # (train, test) sentences per language, None = all
     accuracy_floor: float | None = ACCURACY_FLOOR
-    extra: dict = field(default_factory=dict)
 
 
 QUICK = dict(

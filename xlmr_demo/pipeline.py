@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -145,7 +146,7 @@ class Pipeline:
         model(input_ids=ids[:2], attention_mask=mask[:2])  # build the weights before counting them
         say(f"    {model.count_params():,} parameters; {steps} optimizer steps of {s.batch_size} sentences")
         # Labels go in the input dict: the model computes its own loss (HF's sequence-classification CE).
-        verbose = 1 if __import__("sys").stdout.isatty() else 2
+        verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs and pipes
         model.fit(
             {"input_ids": ids, "attention_mask": mask, "labels": y},
             batch_size=s.batch_size, epochs=s.epochs, shuffle=True, verbose=verbose,
