@@ -81,6 +81,11 @@ def import_backend(name: str):
             )
     with silenced_native_stderr():
         package = importlib.import_module(_PACKAGES[name])
+        if getattr(package, "__file__", None) is None:  # a namespace package: nothing was installed
+            raise DemoError(
+                f"{_PACKAGES[name]} resolves to an empty namespace package ({list(package.__path__)}); "
+                "reinstall xlmr (`pip install -e .` for a checkout made before the backends existed)"
+            )
         # Device discovery logs (e.g. "failed call to cuInit" on CPU-only machines) happen here, not later.
         if name == "tf":
             sys.modules["tensorflow"].config.list_physical_devices()

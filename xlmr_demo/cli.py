@@ -29,9 +29,10 @@ from ._backends import BACKENDS, DemoError
 
 # The backends must agree this closely on every logit (float32, tiny model).
 AGREEMENT_LIMIT = 1e-4
-# Held-out accuracy the full run must reach: chance is 1/12 = 0.083; measured runs give ~0.95 (see
-# the project report); German/Dutch, Spanish/Portuguese and Russian/Ukrainian are the usual errors.
-ACCURACY_FLOOR = 0.75
+# Held-out accuracy the full run must reach. Chance is 1/12 = 0.083; seeds 0, 1, 2 of the default run
+# gave 0.825, 0.867 and 0.942 (and 0.88-0.93 in a wider sweep) on 2 shared CPU cores. The errors are
+# the same-script pairs: German/Dutch, Spanish/Portuguese, Russian/Ukrainian (and English vs those).
+ACCURACY_FLOOR = 0.7
 
 PROG = "xlmr-demo"
 

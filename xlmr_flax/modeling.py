@@ -205,13 +205,6 @@ class FlaxXLMRobertaSelfAttention(nn.Module):
         # (batch, seq, hidden) -> (batch, seq, heads, head_dim)
         return x.reshape(x.shape[:2] + (self.config.num_attention_heads, self.config.head_dim))
 
-    def _fused_qkv(self, hidden_states: Array) -> Array:
-        params = [m.variables["params"] for m in (self.query, self.key, self.value)]
-        kernel = jnp.concatenate([jnp.asarray(p["kernel"], self.dtype) for p in params], axis=1)
-        bias = jnp.concatenate([jnp.asarray(p["bias"], self.dtype) for p in params])
-        # (batch, seq, hidden) x (hidden, 3 * hidden) -> (batch, seq, 3 * hidden)
-        return jnp.einsum("bsh,hk->bsk", jnp.asarray(hidden_states, self.dtype), kernel) + bias
-
     @nn.compact
     def _concatenate_to_cache(self, key: Array, value: Array, query: Array) -> tuple[Array, Array, Array]:
         """Write this step's keys/values into the cache; return the full cache and the query offset."""
@@ -241,15 +234,10 @@ class FlaxXLMRobertaSelfAttention(nn.Module):
         output_attentions: bool = False,
     ):
         cfg = self.config
-        if key_value_states is None and not self.is_initializing():
-            # Self-attention: one (hidden, 3 * hidden) matmul instead of three.
-            query, key, value = jnp.split(self._fused_qkv(hidden_states), 3, axis=-1)
-            query, key, value = self._split_heads(query), self._split_heads(key), self._split_heads(value)
-        else:
-            source = hidden_states if key_value_states is None else key_value_states
-            query = self._split_heads(self.query(hidden_states))  # (batch, q, heads, head_dim)
-            key = self._split_heads(self.key(source))  # (batch, k, heads, head_dim)
-            value = self._split_heads(self.value(source))
+        source = hidden_states if key_value_states is None else key_value_states
+        query = self._split_heads(self.query(hidden_states))  # (batch, q, heads, head_dim)
+        key = self._split_heads(self.key(source))  # (batch, k, heads, head_dim)
+        value = self._split_heads(self.value(source))
 
         q_offset: Any = 0
         if self.causal and (init_cache or self.has_variable("cache", "cached_key")):
