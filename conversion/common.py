@@ -242,6 +242,36 @@ def read_index(path: Path) -> tuple[dict[str, str], list[Path]]:
     return weight_map, sorted(shards)
 
 
+def open_checkpoint(
+    path: Path,
+    open_files: Callable[[list[Path]], LazyStateDict],
+    stored_names: Callable[[LazyStateDict], set[str]] = lambda out: {t.native for t in out.values()},
+    index_name: Callable[[str], str] = lambda name: name,
+) -> LazyStateDict:
+    """Open one weight file, or every shard of a ``*.index.json``, lazily.
+
+    For an index, each name its ``weight_map`` lists (as ``index_name`` spells it in the shards)
+    must be among the shards' ``stored_names``; otherwise :class:`CheckpointError` names the first few.
+    """
+    path = Path(path)
+    if not path.name.endswith(".index.json"):
+        return open_files([path])
+    weight_map, shards = read_index(path)
+    out = open_files(shards)
+    stored = stored_names(out)
+    missing = sorted(n for n in weight_map if n not in stored and index_name(n) not in stored)
+    if missing:
+        out.close()
+        raise CheckpointError(f"{path}: weights listed in the index are not in the shards: {missing[:5]}")
+    return out
+
+
+def read_checkpoint(open_one: Callable[[Path], LazyStateDict], path: Path) -> dict[str, np.ndarray]:
+    """Every tensor of a checkpoint, loaded, with its files closed afterwards."""
+    with open_one(path) as lazy:
+        return lazy.load_all()
+
+
 # -- staged writes -----------------------------------------------------------------------------------
 def temp_path(target: Path) -> Path:
     """A fresh temporary name beside ``target`` that no reader picks up."""

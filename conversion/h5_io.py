@@ -29,6 +29,7 @@ from xlmr import weights as W
 from xlmr.config import XLMRobertaConfig
 from xlmr.heads import Head
 
+from . import common
 from .common import (
     CheckpointError,
     LazyStateDict,
@@ -38,7 +39,7 @@ from .common import (
     cast,
     index_json,
     plan_shards,
-    read_index,
+    read_checkpoint,
     shard_name,
     staging,
     tf_model_name,
@@ -164,24 +165,12 @@ def open_files(paths: list[Path]) -> LazyStateDict:
 
 
 def open_checkpoint(path: Path) -> LazyStateDict:
-    path = Path(path)
-    if path.name.endswith(".index.json"):
-        weight_map, shards = read_index(path)
-        out = open_files(shards)
-        natives = {t.native for t in out.values()}
-        missing = {n for n in weight_map if "/".join(n.split("/")[1:]) not in natives and n not in natives}
-        if missing:
-            out.close()
-            raise CheckpointError(
-                f"{path}: weights listed in the index are not in the shards: {sorted(missing)[:5]}"
-            )
-        return out
-    return open_files([path])
+    # HF's h5 index names weights with the model scope first; the shards store them without it.
+    return common.open_checkpoint(path, open_files, index_name=lambda n: "/".join(n.split("/")[1:]))
 
 
 def read(path: Path) -> dict[str, np.ndarray]:
-    with open_checkpoint(path) as lazy:
-        return lazy.load_all()
+    return read_checkpoint(open_checkpoint, path)
 
 
 # -- writing ---------------------------------------------------------------------------------------------

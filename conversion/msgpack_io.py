@@ -26,6 +26,7 @@ from xlmr import weights as W
 from xlmr.config import XLMRobertaConfig
 from xlmr.heads import Head
 
+from . import common
 from .common import (
     CheckpointError,
     LazyStateDict,
@@ -37,8 +38,8 @@ from .common import (
     index_json,
     np_dtype,
     plan_shards,
+    read_checkpoint,
     read_exact,
-    read_index,
     shard_name,
     staging,
 )
@@ -203,23 +204,11 @@ def open_files(paths: list[Path]) -> LazyStateDict:
 
 
 def open_checkpoint(path: Path) -> LazyStateDict:
-    path = Path(path)
-    if path.name.endswith(".index.json"):
-        weight_map, shards = read_index(path)
-        out = open_files(shards)
-        missing = set(weight_map) - {t.native for t in out.values()}
-        if missing:
-            out.close()
-            raise CheckpointError(
-                f"{path}: weights listed in the index are not in the shards: {sorted(missing)[:5]}"
-            )
-        return out
-    return open_files([path])
+    return common.open_checkpoint(path, open_files)
 
 
 def read(path: Path) -> dict[str, np.ndarray]:
-    with open_checkpoint(path) as lazy:
-        return lazy.load_all()
+    return read_checkpoint(open_checkpoint, path)
 
 
 # -- writing: the bytes flax.serialization.msgpack_serialize produces, one array at a time --------------

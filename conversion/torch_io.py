@@ -20,6 +20,7 @@ from xlmr import weights as W
 from xlmr.config import XLMRobertaConfig
 from xlmr.heads import Head
 
+from . import common
 from .common import (
     CheckpointError,
     LazyStateDict,
@@ -31,7 +32,7 @@ from .common import (
     head_keys_in_order,
     index_json,
     plan_shards,
-    read_index,
+    read_checkpoint,
     shard_name,
     staging,
 )
@@ -116,21 +117,11 @@ def open_files(paths: list[Path]) -> LazyStateDict:
 
 
 def open_checkpoint(path: Path) -> LazyStateDict:
-    path = Path(path)
-    if path.name.endswith(".index.json"):
-        weight_map, shards = read_index(path)
-        out = open_files(shards)
-        missing = set(weight_map) - set(out)
-        if missing:
-            raise CheckpointError(
-                f"{path}: tensors listed in the index are not in the shards: {sorted(missing)[:5]}"
-            )
-        return out
-    return open_files([path])
+    return common.open_checkpoint(path, open_files, stored_names=set)
 
 
 def read(path: Path) -> dict[str, np.ndarray]:
-    return open_checkpoint(path).load_all()
+    return read_checkpoint(open_checkpoint, path)
 
 
 def stage(state_dict: Mapping, config: XLMRobertaConfig, head: Head, target: Path, *, dtype=None,
