@@ -15,18 +15,19 @@ Example:
     (1, 4, 100)
 """
 
-from .modeling import (
-    FlaxXLMRobertaForCausalLM,
-    FlaxXLMRobertaForMaskedLM,
-    FlaxXLMRobertaForMultipleChoice,
-    FlaxXLMRobertaForQuestionAnswering,
-    FlaxXLMRobertaForSequenceClassification,
-    FlaxXLMRobertaForTokenClassification,
-    FlaxXLMRobertaModel,
-    FlaxXLMRobertaPreTrainedModel,
-)
+from xlmr.config import XLMRobertaConfig as XLMRobertaConfig
+
+from .modeling import FlaxXLMRobertaForCausalLM as FlaxXLMRobertaForCausalLM
+from .modeling import FlaxXLMRobertaForMaskedLM as FlaxXLMRobertaForMaskedLM
+from .modeling import FlaxXLMRobertaForMultipleChoice as FlaxXLMRobertaForMultipleChoice
+from .modeling import FlaxXLMRobertaForQuestionAnswering as FlaxXLMRobertaForQuestionAnswering
+from .modeling import FlaxXLMRobertaForSequenceClassification as FlaxXLMRobertaForSequenceClassification
+from .modeling import FlaxXLMRobertaForTokenClassification as FlaxXLMRobertaForTokenClassification
+from .modeling import FlaxXLMRobertaModel as FlaxXLMRobertaModel
+from .modeling import FlaxXLMRobertaPreTrainedModel as FlaxXLMRobertaPreTrainedModel
 
 __all__ = [
+    "XLMRobertaConfig",
     "FlaxXLMRobertaPreTrainedModel",
     "FlaxXLMRobertaModel",
     "FlaxXLMRobertaForCausalLM",

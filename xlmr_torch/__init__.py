@@ -21,12 +21,12 @@ from .modeling import XLMRobertaPreTrainedModel as XLMRobertaPreTrainedModel
 
 __all__ = [
     "XLMRobertaConfig",
+    "XLMRobertaPreTrainedModel",
+    "XLMRobertaModel",
     "XLMRobertaForCausalLM",
     "XLMRobertaForMaskedLM",
-    "XLMRobertaForMultipleChoice",
-    "XLMRobertaForQuestionAnswering",
     "XLMRobertaForSequenceClassification",
+    "XLMRobertaForMultipleChoice",
     "XLMRobertaForTokenClassification",
-    "XLMRobertaModel",
-    "XLMRobertaPreTrainedModel",
+    "XLMRobertaForQuestionAnswering",
 ]
