@@ -20,14 +20,44 @@ import numpy as np  # noqa: E402
 
 from xlmr import XLMRobertaConfig  # noqa: E402
 
-BASE = dict(vocab_size=250002, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-            intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1)
-TINY = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=128, max_position_embeddings=130, type_vocab_size=1)
-FIT_SMALL = dict(vocab_size=8000, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                 intermediate_size=1024, max_position_embeddings=130, type_vocab_size=1, num_labels=2)
-FIT_TINY = dict(vocab_size=500, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                intermediate_size=64, max_position_embeddings=40, type_vocab_size=1, num_labels=2)
+BASE = dict(
+    vocab_size=250002,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    max_position_embeddings=514,
+    type_vocab_size=1,
+)
+TINY = dict(
+    vocab_size=1000,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=128,
+    max_position_embeddings=130,
+    type_vocab_size=1,
+)
+FIT_SMALL = dict(
+    vocab_size=8000,
+    hidden_size=256,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    intermediate_size=1024,
+    max_position_embeddings=130,
+    type_vocab_size=1,
+    num_labels=2,
+)
+FIT_TINY = dict(
+    vocab_size=500,
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=40,
+    type_vocab_size=1,
+    num_labels=2,
+)
 
 
 def _hf_tf_model(hf_class: str, config: XLMRobertaConfig, state_dict: dict):
@@ -65,9 +95,12 @@ def bench_forward(quick: bool) -> dict:
     ids = tf.constant(rng.integers(3, config.vocab_size, size=(batch, seq)), tf.int32)
     mask = tf.ones_like(ids)
 
-    ours_fn = tf.function(lambda i, m: ours(i, attention_mask=m, training=False)["last_hidden_state"],
-                          jit_compile=True)
-    hf_fn = tf.function(lambda i, m: hf(i, attention_mask=m, training=False).last_hidden_state, jit_compile=True)
+    ours_fn = tf.function(
+        lambda i, m: ours(i, attention_mask=m, training=False)["last_hidden_state"], jit_compile=True
+    )
+    hf_fn = tf.function(
+        lambda i, m: hf(i, attention_mask=m, training=False).last_hidden_state, jit_compile=True
+    )
     a, b = ours_fn(ids, mask).numpy(), hf_fn(ids, mask).numpy()  # compile both
     max_err = float(np.abs(a - b).max())
     reps = 3 if quick else 10
@@ -79,9 +112,15 @@ def bench_forward(quick: bool) -> dict:
         t_ours.append(_time(lambda: ours_fn(ids, mask).numpy(), 1))
         t_hf.append(_time(lambda: hf_fn(ids, mask).numpy(), 1))
     xo, xh = 1000 * float(np.median(t_ours)), 1000 * float(np.median(t_hf))
-    return {"benchmark": f"forward XLA {'tiny' if quick else 'base'} {batch}x{seq} fp32 CPU", "backend": "tf",
-            "xlmr": round(xo, 3), "hf": round(xh, 3), "unit": "ms/forward", "ratio": round(xh / xo, 3),
-            "notes": f"tf.function(jit_compile=True), median of {reps}; max |diff| last_hidden_state {max_err:.2e}"}
+    return {
+        "benchmark": f"forward XLA {'tiny' if quick else 'base'} {batch}x{seq} fp32 CPU",
+        "backend": "tf",
+        "xlmr": round(xo, 3),
+        "hf": round(xh, 3),
+        "unit": "ms/forward",
+        "ratio": round(xh / xo, 3),
+        "notes": f"tf.function(jit_compile=True), median of {reps}; max |diff| last_hidden_state {max_err:.2e}",
+    }
 
 
 def bench_fit(quick: bool) -> dict:
@@ -117,9 +156,15 @@ def bench_fit(quick: bool) -> dict:
         t_ours.append(epoch(ours))
         t_hf.append(epoch(hf))
     so, sh = steps / float(np.median(t_ours)), steps / float(np.median(t_hf))
-    return {"benchmark": f"keras fit seq-cls {config.num_hidden_layers}L h{config.hidden_size} {batch}x{seq}",
-            "backend": "tf", "xlmr": round(so, 3), "hf": round(sh, 3), "unit": "steps/s", "ratio": round(so / sh, 3),
-            "notes": f"own loss, Adam, jit_compile={jit}, {steps} steps/epoch, median of epochs after the first"}
+    return {
+        "benchmark": f"keras fit seq-cls {config.num_hidden_layers}L h{config.hidden_size} {batch}x{seq}",
+        "backend": "tf",
+        "xlmr": round(so, 3),
+        "hf": round(sh, 3),
+        "unit": "steps/s",
+        "ratio": round(so / sh, 3),
+        "notes": f"own loss, Adam, jit_compile={jit}, {steps} steps/epoch, median of epochs after the first",
+    }
 
 
 def run(quick: bool = False) -> list[dict]:

@@ -34,7 +34,9 @@ def make_sentences(n: int, seed: int = 0) -> list[str]:
     for script, chars in ALPHABETS.items():
         size = 30 if script == "emoji" else 1500
         lo, hi = (1, 2) if script in ("cjk", "emoji") else (2, 9)
-        lexicon[script] = ["".join(rng.choice(chars) for _ in range(rng.randint(lo, hi))) for _ in range(size)]
+        lexicon[script] = [
+            "".join(rng.choice(chars) for _ in range(rng.randint(lo, hi))) for _ in range(size)
+        ]
     scripts = list(lexicon)
     out = []
     for _ in range(n):
@@ -68,7 +70,9 @@ def run(quick: bool = False) -> list[dict]:
     sentences = make_sentences(n_sentences)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        XLMRobertaTokenizer.train(make_sentences(1000 if quick else 20_000, seed=1), vocab_size, save_directory=tmp)
+        XLMRobertaTokenizer.train(
+            make_sentences(1000 if quick else 20_000, seed=1), vocab_size, save_directory=tmp
+        )
         train_s = time.perf_counter() - start
         path = os.path.join(tmp, "sentencepiece.bpe.model")
         pairs = {

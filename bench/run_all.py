@@ -35,7 +35,9 @@ def machine() -> str:
 
 
 def to_markdown(rows: list[dict]) -> str:
-    head = "| benchmark | backend | xlmr | HF 4.57.6 | unit | ratio | notes |\n|---|---|---|---|---|---|---|\n"
+    head = (
+        "| benchmark | backend | xlmr | HF 4.57.6 | unit | ratio | notes |\n|---|---|---|---|---|---|---|\n"
+    )
     fmt = lambda x: f"{x:.4g}" if isinstance(x, float) else str(x)  # noqa: E731
     body = "".join(
         f"| {r['benchmark']} | {r['backend']} | {fmt(r['xlmr'])} | {fmt(r['hf'])} | {r['unit']} | "
@@ -58,7 +60,7 @@ def run_one(name: str, quick: bool) -> list[dict]:
         if line.startswith("@@ROWS@@"):
             import json
 
-            return json.loads(line[len("@@ROWS@@"):])
+            return json.loads(line[len("@@ROWS@@") :])
     sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
     return [dict(benchmark=name, backend="-", xlmr="failed", hf="-", unit="-", ratio="-", notes="see log")]
 

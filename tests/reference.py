@@ -38,8 +38,15 @@ def head_config(head: str, **overrides) -> XLMRobertaConfig:
     return tiny_config(**overrides)
 
 
-def make_inputs(config: XLMRobertaConfig, head: str, batch: int = 2, seq: int = 7, seed: int = 0,
-                labels: bool = True, num_choices: int = 3) -> dict[str, np.ndarray]:
+def make_inputs(
+    config: XLMRobertaConfig,
+    head: str,
+    batch: int = 2,
+    seq: int = 7,
+    seed: int = 0,
+    labels: bool = True,
+    num_choices: int = 3,
+) -> dict[str, np.ndarray]:
     """A padded batch (row 1 ends in padding) with token types and, optionally, labels."""
     rng = np.random.default_rng(seed)
     shape = (batch, num_choices, seq) if head == "multiple_choice" else (batch, seq)

@@ -35,9 +35,15 @@ def test_defaults_match_hf(hf_config_cls):
 @pytest.mark.hf
 def test_reads_hf_config_json_and_hf_reads_ours(tmp_path, hf_config_cls):
     hf = hf_config_cls(
-        vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, num_labels=3,
-        id2label={0: "neg", 1: "neu", 2: "pos"}, label2id={"neg": 0, "neu": 1, "pos": 2}, architectures=["XLMRobertaForSequenceClassification"],
-        problem_type="single_label_classification", custom_field={"a": 1},
+        vocab_size=250002,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        num_labels=3,
+        id2label={0: "neg", 1: "neu", 2: "pos"},
+        label2id={"neg": 0, "neu": 1, "pos": 2},
+        architectures=["XLMRobertaForSequenceClassification"],
+        problem_type="single_label_classification",
+        custom_field={"a": 1},
     )
     hf.save_pretrained(tmp_path / "hf")
     ours = XLMRobertaConfig.from_pretrained(tmp_path / "hf")
@@ -50,7 +56,10 @@ def test_reads_hf_config_json_and_hf_reads_ours(tmp_path, hf_config_cls):
     # Unknown keys survive a round trip through our class.
     saved = json.loads((tmp_path / "ours" / "config.json").read_text())
     hf_saved = json.loads((tmp_path / "hf" / "config.json").read_text())
-    assert saved["custom_field"] == {"a": 1} and saved["transformers_version"] == hf_saved["transformers_version"]
+    assert (
+        saved["custom_field"] == {"a": 1}
+        and saved["transformers_version"] == hf_saved["transformers_version"]
+    )
 
 
 def test_round_trip_and_overrides(tmp_path):

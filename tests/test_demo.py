@@ -70,7 +70,9 @@ def test_dataset_rows_are_clean_and_splits_disjoint():
 
 
 def test_dataset_loads_from_another_directory(tmp_path):
-    code = "from xlmr_demo.data import load_dataset; tr, te, l = load_dataset(); print(len(tr), len(te), len(l))"
+    code = (
+        "from xlmr_demo.data import load_dataset; tr, te, l = load_dataset(); print(len(tr), len(te), len(l))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(tmp_path), capture_output=True,
                          text=True, timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -105,7 +107,9 @@ def test_tokenizer_step_on_the_data(demo_tokenizer):
     # every training character is in the vocabulary: training text decodes back exactly
     for e in train:
         assert tok.unk_token_id not in tok(e.text)["input_ids"]
-        assert tok.decode(tok(e.text)["input_ids"], skip_special_tokens=True) == unicodedata.normalize("NFKC", e.text)
+        assert tok.decode(tok(e.text)["input_ids"], skip_special_tokens=True) == unicodedata.normalize(
+            "NFKC", e.text
+        )
     # held-out text is mostly known pieces
     unknown = sum(tok(e.text)["input_ids"].count(tok.unk_token_id) for e in test)
     total = sum(len(tok(e.text)["input_ids"]) for e in test)
@@ -166,7 +170,11 @@ def test_quick_run_end_to_end(tmp_path, capsys):
     assert largest <= cli.AGREEMENT_LIMIT
     assert "OK: all backends agree" in text
     # the checkpoints are complete HF directories
-    for sub, weights in (("tf", "model.safetensors"), ("torch", "pytorch_model.bin"), ("flax", "flax_model.msgpack")):
+    for sub, weights in (
+        ("tf", "model.safetensors"),
+        ("torch", "pytorch_model.bin"),
+        ("flax", "flax_model.msgpack"),
+    ):
         for name in (weights, "config.json", "sentencepiece.bpe.model", "tokenizer_config.json"):
             assert (work / sub / name).is_file(), f"{sub}/{name}"
     # nothing written outside the workdir: not in the working directory, HOME or TMPDIR
@@ -182,7 +190,9 @@ def test_quick_run_end_to_end(tmp_path, capsys):
     assert len(probs) == 2 and 0 < probs[1] <= probs[0] < 1
 
 
-def test_in_process_run_removes_its_temporary_workdir_and_fails_on_disagreement(tmp_path, monkeypatch, capsys):
+def test_in_process_run_removes_its_temporary_workdir_and_fails_on_disagreement(
+    tmp_path, monkeypatch, capsys
+):
     # --backends subset; a limit no run can meet -> exit code 1 with the reason; the temp dir is removed
     pytest.importorskip("tensorflow")
     pytest.importorskip("torch")
@@ -209,7 +219,9 @@ def test_missing_extra_is_one_clear_line(backend, module, tmp_path, monkeypatch,
     (tmp_path / "model.safetensors").write_bytes(b"")
     (tmp_path / "sentencepiece.bpe.model").write_bytes(b"")
     monkeypatch.setitem(sys.modules, module, None)  # as if the extra were not installed
-    code, out, err = _run_main(["--model", str(tmp_path), "--backend", backend, "--fill-mask", "a <mask>"], capsys)
+    code, out, err = _run_main(
+        ["--model", str(tmp_path), "--backend", backend, "--fill-mask", "a <mask>"], capsys
+    )
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err
     assert f"the {backend} backend needs `pip install 'xlmr[{backend}]'`" in err
@@ -241,8 +253,10 @@ def test_usage_errors_are_one_line(argv, message, tmp_path, capsys):
 
 
 def test_help_is_fast_and_imports_no_framework(tmp_path):
-    code = ("import sys; from xlmr_demo import cli; cli.build_parser().format_help(); "
-            "print(sorted(m for m in ('torch', 'tensorflow', 'jax', 'keras', 'flax') if m in sys.modules))")
+    code = (
+        "import sys; from xlmr_demo import cli; cli.build_parser().format_help(); "
+        "print(sorted(m for m in ('torch', 'tensorflow', 'jax', 'keras', 'flax') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(tmp_path), capture_output=True,
                          text=True, timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -254,8 +268,13 @@ def test_help_is_fast_and_imports_no_framework(tmp_path):
 
 # -- --model: fill-mask and classify on tiny checkpoints in all four files, against HF -------------------
 LINES = [
-    "the cat sat on the mat", "the dog ate my homework", "a bird sang in the tree", "we walked to the station",
-    "der Hund schläft im Garten", "le chat dort sur le canapé", "el perro come en la cocina",
+    "the cat sat on the mat",
+    "the dog ate my homework",
+    "a bird sang in the tree",
+    "we walked to the station",
+    "der Hund schläft im Garten",
+    "le chat dort sur le canapé",
+    "el perro come en la cocina",
 ]
 MASKED = "the dog sat on the <mask>"
 TO_CLASSIFY = ["the cat ate my homework", "a dog sang in the garden"]
@@ -274,7 +293,10 @@ def checkpoints(tmp_path_factory):
     tok = xlmr.XLMRobertaTokenizer.train(LINES * 4, 60, save_directory=root / "tok")
     vocab = len(tok)
     dirs, models = {}, {}
-    for head, extra in (("masked_lm", {}), ("sequence_classification", {"id2label": {0: "neg", 1: "neu", 2: "pos"}})):
+    for head, extra in (
+        ("masked_lm", {}),
+        ("sequence_classification", {"id2label": {0: "neg", 1: "neu", 2: "pos"}}),
+    ):
         config = tiny_config(vocab_size=vocab, **extra)
         model = hf_torch_model(head, config, seed=3)
         models[head] = model
@@ -333,7 +355,9 @@ def test_classify_matches_hf(fmt, backend, checkpoints, capsys):
 
     dirs, models = checkpoints
     directory = dirs["sequence_classification", fmt]
-    code, out, err = _run_main(["--model", str(directory), "--backend", backend, "--classify", *TO_CLASSIFY], capsys)
+    code, out, err = _run_main(
+        ["--model", str(directory), "--backend", backend, "--classify", *TO_CLASSIFY], capsys
+    )
     assert code == 0, err
     got = [dict((k, float(v)) for k, v in re.findall(r"(neg|neu|pos)=([0-9.]+)", line))
            for line in out.splitlines() if "=" in line]  # fmt: skip

@@ -115,7 +115,9 @@ def test_jit_matches_eager_and_traces_once_per_shape():
 def test_jitted_function_returns_whole_outputs():
     model, config, _, _ = ours("question_answering")
     inputs = make_inputs(config, "question_answering", labels=False)
-    out = jax.jit(lambda p, ids: model(ids, params=p, output_hidden_states=True))(model.params, inputs["input_ids"])
+    out = jax.jit(lambda p, ids: model(ids, params=p, output_hidden_states=True))(
+        model.params, inputs["input_ids"]
+    )
     assert type(out).__name__ == "QuestionAnsweringModelOutput"
     assert list(out.keys()) == ["start_logits", "end_logits", "hidden_states"]
     eager = model(inputs["input_ids"], output_hidden_states=True)

@@ -26,7 +26,9 @@ def _hf_flax_params(transformers, head, config, pt_model):
 
     from xlmr import HEADS
 
-    hf_model = getattr(transformers, HEADS[head].flax_class)(transformers.XLMRobertaConfig(**config.to_dict()))
+    hf_model = getattr(transformers, HEADS[head].flax_class)(
+        transformers.XLMRobertaConfig(**config.to_dict())
+    )
     return hf_model, convert_pytorch_state_dict_to_flax(pt_model.state_dict(), hf_model)
 
 
@@ -39,7 +41,9 @@ def hf_checkpoints(transformers, tmp_path_factory):
     pt_model.save_pretrained(root / "pytorch", safe_serialization=False)
     hf_flax, hf_params = _hf_flax_params(transformers, "masked_lm", config, pt_model)
     hf_flax.save_pretrained(root / "flax", params=hf_params)
-    assert (root / "flax" / "flax_model.msgpack").is_file() and (root / "pytorch" / "pytorch_model.bin").is_file()
+    assert (root / "flax" / "flax_model.msgpack").is_file() and (
+        root / "pytorch" / "pytorch_model.bin"
+    ).is_file()
     return root, config, pt_model
 
 
@@ -59,7 +63,9 @@ def test_from_pretrained_into_other_heads(hf_checkpoints):
     # The bare model drops the roberta. prefix and the LM head.
     base = flax_class("base").from_pretrained(root / "safetensors", seed=1)
     expected = pt_model.roberta.embeddings.word_embeddings.weight.detach().numpy()
-    np.testing.assert_array_equal(np.asarray(base.params["embeddings"]["word_embeddings"]["embedding"]), expected)
+    np.testing.assert_array_equal(
+        np.asarray(base.params["embeddings"]["word_embeddings"]["embedding"]), expected
+    )
     assert base.load_report.newly_initialized == ["pooler.dense.weight", "pooler.dense.bias"]
     # A classifier gets a freshly initialised head (the module's own init), the backbone from the file.
     clf = flax_class("sequence_classification").from_pretrained(root / "flax", classifier_dropout=0.3)
@@ -81,14 +87,17 @@ def test_from_pretrained_dtype_and_bad_overrides(hf_checkpoints):
     assert model.dtype == jnp.bfloat16
     assert {v.dtype for v in jax.tree_util.tree_leaves(model.params)} == {jnp.dtype(jnp.float32)}
     assert model(**make_inputs(config, "masked_lm", labels=False)).logits.dtype == jnp.bfloat16
-    with pytest.raises(WeightMismatchError, match=r"word_embeddings.weight: checkpoint \(99, 32\) vs model \(120, 32\)"):
+    with pytest.raises(
+        WeightMismatchError, match=r"word_embeddings.weight: checkpoint \(99, 32\) vs model \(120, 32\)"
+    ):
         flax_class("masked_lm").from_pretrained(root / "safetensors", vocab_size=120)
     with pytest.raises(FileNotFoundError, match="no such checkpoint directory"):
         flax_class("masked_lm").from_pretrained(root / "missing")
 
 
-@pytest.mark.parametrize("head, fmt", [("masked_lm", "safetensors"), ("masked_lm", "flax"),
-                                       ("question_answering", "flax")])
+@pytest.mark.parametrize(
+    "head, fmt", [("masked_lm", "safetensors"), ("masked_lm", "flax"), ("question_answering", "flax")]
+)
 def test_save_pretrained_loads_in_hf_flax(transformers, tmp_path, head, fmt):
     from xlmr import HEADS
 

@@ -33,7 +33,9 @@ def _torch_loss_and_grads(pt_model, batch):
     feed = {k: torch.from_numpy(np.asarray(v)) for k, v in batch.items()}
     loss = pt_model(**feed, return_dict=True).loss
     loss.backward()
-    grads = {name: p.grad.detach().numpy().copy() for name, p in pt_model.named_parameters() if p.grad is not None}
+    grads = {
+        name: p.grad.detach().numpy().copy() for name, p in pt_model.named_parameters() if p.grad is not None
+    }
     pt_model.zero_grad()
     return float(loss.detach()), grads
 
@@ -96,12 +98,16 @@ def test_loss_edge_cases():
     with pytest.raises(ValueError, match=r"labels contain 7, outside \[0, 4\)"):
         loss_fn("token_classification", {"logits": logits}, {"labels": np.array([[1, 7, -100]])}, config)
     with pytest.raises(ValueError, match="start_positions and end_positions"):
-        loss_fn("question_answering", {"start_logits": logits[..., 0], "end_logits": logits[..., 0]}, {}, config)
+        loss_fn(
+            "question_answering", {"start_logits": logits[..., 0], "end_logits": logits[..., 0]}, {}, config
+        )
     with pytest.raises(ValueError, match="has no loss"):
         loss_fn("base", {}, {}, config)
     # Causal LM shifts: only labels[:, 1:] count, uniform logits give log(vocab).
     shifted = {"labels": np.array([[3, -100, 1]])}
-    np.testing.assert_allclose(float(loss_fn("causal_lm", {"logits": logits}, shifted, config)), np.log(4), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(loss_fn("causal_lm", {"logits": logits}, shifted, config)), np.log(4), rtol=1e-6
+    )
 
 
 # -- training ---------------------------------------------------------------------------------------
@@ -157,8 +163,9 @@ def test_data_parallel_step_equals_single_device(toy):
     p2, s2, loss2 = step(params, state, sharded, rng)
     np.testing.assert_allclose(float(loss2), float(loss1), rtol=1e-6)
     for path, value in flatten_tree(p1).items():
-        np.testing.assert_allclose(np.asarray(flatten_tree(p2)[path]), np.asarray(value), atol=1e-6,
-                                   err_msg="/".join(path))
+        np.testing.assert_allclose(
+            np.asarray(flatten_tree(p2)[path]), np.asarray(value), atol=1e-6, err_msg="/".join(path)
+        )
     assert p2["classifier"]["out_proj"]["kernel"].sharding.is_fully_replicated
     with pytest.raises(ValueError, match="batch size 3, which 2 devices cannot split"):
         shard_batch({"input_ids": np.zeros((3, 4), "i4")}, mesh)

@@ -36,9 +36,15 @@ def test_backends_have_the_same_files():
 def _classes(backend: str) -> list[str]:
     tree = ast.parse((ROOT / backend / "modeling.py").read_text(encoding="utf-8"))
     prefix = BACKENDS[backend]
-    names = [n.name for n in tree.body if isinstance(n, ast.ClassDef) and n.name.startswith(prefix + "XLMRoberta")]
+    names = [
+        n.name for n in tree.body if isinstance(n, ast.ClassDef) and n.name.startswith(prefix + "XLMRoberta")
+    ]
     # Flax keeps HF's linen "...Module" classes beside the wrappers; compare the shared names.
-    return [n.removeprefix(prefix) for n in names if not n.endswith("Module") and n != "FlaxXLMRobertaLayerCollection"]
+    return [
+        n.removeprefix(prefix)
+        for n in names
+        if not n.endswith("Module") and n != "FlaxXLMRobertaLayerCollection"
+    ]
 
 
 @pytest.mark.parametrize("backend", ["xlmr_tf", "xlmr_flax"])

@@ -106,7 +106,13 @@ def test_matches_hf_tf_classes(head, torch_refs, hf_dirs):
     assert set(actual) == set(expected)
     assert_trees_close(actual, expected, atol=ATOL)
     # HF TF's losses are per-example where HF PT averages; the means agree where the definitions do.
-    if head in ("causal_lm", "masked_lm", "sequence_classification", "multiple_choice", "token_classification"):
+    if head in (
+        "causal_lm",
+        "masked_lm",
+        "sequence_classification",
+        "multiple_choice",
+        "token_classification",
+    ):
         labels = inputs["labels"]
         hf_loss = float(np.mean(hf_tf(feats, labels=labels, training=False).loss.numpy()))
         our_loss = float(ours(feats, labels=labels).loss.numpy())
@@ -128,8 +134,14 @@ def test_kv_cache_decoding_equals_full_pass(cross):
         extra["encoder_hidden_states"] = rng.standard_normal((2, 4, config.hidden_size)).astype(np.float32)
         extra["encoder_attention_mask"] = np.array([[1, 1, 1, 1], [1, 1, 1, 0]], np.int32)
     full = model(ids, use_cache=True, **extra)
-    hf_full = hf_torch_forward(ref, {"input_ids": ids.astype(np.int64), **{
-        k: v.astype(np.int64) if v.dtype == np.int32 else v for k, v in extra.items()}}, use_cache=False)
+    hf_full = hf_torch_forward(
+        ref,
+        {
+            "input_ids": ids.astype(np.int64),
+            **{k: v.astype(np.int64) if v.dtype == np.int32 else v for k, v in extra.items()},
+        },
+        use_cache=False,
+    )
     np.testing.assert_allclose(full.logits.numpy(), hf_full["logits"], atol=ATOL, rtol=0)
     layer_past = full.past_key_values[0]
     assert len(full.past_key_values) == config.num_hidden_layers and len(layer_past) == (4 if cross else 2)
@@ -137,8 +149,13 @@ def test_kv_cache_decoding_equals_full_pass(cross):
 
     past, steps = None, []
     for t in range(ids.shape[1]):
-        out = model(ids[:, t : t + 1], attention_mask=np.ones((2, t + 1), np.int32), past_key_values=past,
-                    use_cache=True, **extra)
+        out = model(
+            ids[:, t : t + 1],
+            attention_mask=np.ones((2, t + 1), np.int32),
+            past_key_values=past,
+            use_cache=True,
+            **extra,
+        )
         past = out.past_key_values
         steps.append(out.logits.numpy())
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full.logits.numpy(), atol=ATOL, rtol=0)
@@ -169,8 +186,9 @@ def test_three_input_conventions_match_hf(torch_refs):
         np.testing.assert_allclose(np.asarray(logits), expected, atol=ATOL, rtol=0, err_msg=name)
     np.testing.assert_allclose(model(tf.constant(ids)).logits.numpy(), only_ids, atol=ATOL, rtol=0)
     # and the same dict inside a tf.function (how Keras calls it)
-    graph_logits = tf.function(lambda d: model(d)["logits"])({"input_ids": ids, "attention_mask": mask,
-                                                                "token_type_ids": types})
+    graph_logits = tf.function(lambda d: model(d)["logits"])(
+        {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    )
     np.testing.assert_allclose(graph_logits.numpy(), expected, atol=ATOL, rtol=0)
 
 
@@ -185,11 +203,21 @@ def test_inputs_embeds_and_head_mask_match_hf(torch_refs):
     head_mask = np.ones((config.num_hidden_layers, config.num_attention_heads), np.float32)
     head_mask[0, 1] = 0.0
     with torch.no_grad():
-        exp = ref(inputs_embeds=torch.from_numpy(emb), attention_mask=torch.from_numpy(inputs["attention_mask"]),
-                  head_mask=torch.from_numpy(head_mask), output_attentions=True)
-    out = model(inputs_embeds=emb, attention_mask=inputs["attention_mask"], head_mask=head_mask,
-                output_attentions=True)
-    np.testing.assert_allclose(out.last_hidden_state.numpy(), exp.last_hidden_state.numpy(), atol=ATOL, rtol=0)
+        exp = ref(
+            inputs_embeds=torch.from_numpy(emb),
+            attention_mask=torch.from_numpy(inputs["attention_mask"]),
+            head_mask=torch.from_numpy(head_mask),
+            output_attentions=True,
+        )
+    out = model(
+        inputs_embeds=emb,
+        attention_mask=inputs["attention_mask"],
+        head_mask=head_mask,
+        output_attentions=True,
+    )
+    np.testing.assert_allclose(
+        out.last_hidden_state.numpy(), exp.last_hidden_state.numpy(), atol=ATOL, rtol=0
+    )
     np.testing.assert_allclose(out.attentions[0].numpy(), exp.attentions[0].numpy(), atol=ATOL, rtol=0)
 
 
@@ -252,7 +280,9 @@ def test_save_pretrained_reloads_in_hf_torch(head, torch_refs, tmp_path):
     config, ref, sd = torch_refs(head)
     _ours(head, config, sd).save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "config.json").is_file()
-    reloaded = getattr(transformers, HEADS[head].torch_class).from_pretrained(tmp_path, attn_implementation="eager")
+    reloaded = getattr(transformers, HEADS[head].torch_class).from_pretrained(
+        tmp_path, attn_implementation="eager"
+    )
     inputs = make_inputs(config, head)
     assert_trees_close(hf_torch_forward(reloaded.eval(), inputs), hf_torch_forward(ref, inputs), atol=ATOL)
 
@@ -270,7 +300,9 @@ def test_save_pretrained_tf_h5_loads_in_hf_tf(torch_refs, tmp_path):
     assert (tmp_path / "tf_model.h5").is_file()
     hf_tf = transformers.TFXLMRobertaForTokenClassification.from_pretrained(tmp_path)
     inputs = make_inputs(config, "token_classification", labels=False)
-    np.testing.assert_allclose(hf_tf(inputs).logits.numpy(), hf_torch_forward(ref, inputs)["logits"], atol=ATOL)
+    np.testing.assert_allclose(
+        hf_tf(inputs).logits.numpy(), hf_torch_forward(ref, inputs)["logits"], atol=ATOL
+    )
 
 
 def test_canonical_names_and_weight_errors(torch_refs):
@@ -282,8 +314,10 @@ def test_canonical_names_and_weight_errors(torch_refs):
     out = model.canonical_state_dict()
     assert set(out) == set(sd)  # canonical names, no tied aliases
     assert list(out) == list(expected_shapes(config, "masked_lm"))  # in canonical order
-    np.testing.assert_array_equal(out["roberta.encoder.layer.0.attention.self.query.weight"],
-                                  sd["roberta.encoder.layer.0.attention.self.query.weight"])
+    np.testing.assert_array_equal(
+        out["roberta.encoder.layer.0.attention.self.query.weight"],
+        sd["roberta.encoder.layer.0.attention.self.query.weight"],
+    )
     bad = dict(sd, **{"roberta.encoder.layer.0.attention.self.query.weight": np.zeros((3, 3), np.float32)})
     with pytest.raises(WeightMismatchError, match=r"layer\.0\.attention\.self\.query\.weight"):
         model.load_canonical_state_dict(bad)
@@ -303,7 +337,10 @@ def test_bad_input_errors_name_the_values():
     with pytest.raises(ValueError, match=r"negative id -4"):
         model(np.array([[0, -4, 5]]))
     too_long = np.full((1, config.max_sequence_length + 1), 5)
-    with pytest.raises(ValueError, match=rf"{config.max_sequence_length + 1}.*max_sequence_length={config.max_sequence_length}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{config.max_sequence_length + 1}.*max_sequence_length={config.max_sequence_length}",
+    ):
         model(too_long)
     with pytest.raises(ValueError, match="both input_ids and inputs_embeds"):
         model(input_ids=ids[:1, :3] % 50, inputs_embeds=np.zeros((1, 3, 32), np.float32))
@@ -321,7 +358,13 @@ def test_bad_input_errors_name_the_values():
 
 def test_import_error_on_other_keras_backend():
     code = "import os; os.environ['KERAS_BACKEND'] = 'numpy'; import xlmr_tf"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "KERAS_BACKEND": "numpy"}, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "KERAS_BACKEND": "numpy"},
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "ImportError" in proc.stderr and "KERAS_BACKEND=tensorflow" in proc.stderr

@@ -57,8 +57,12 @@ def test_fit_drives_loss_down(style, jit, train_config):
         model.compile(keras.optimizers.Adam(1e-2), metrics=["accuracy"], jit_compile=jit)
         history = model.fit({**x, "labels": y}, batch_size=8, epochs=12, verbose=0, callbacks=[callback])
     else:  # (inputs, y) with a Keras loss on the logits, from a tf.data pipeline
-        model.compile(keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"], jit_compile=jit)
+        model.compile(
+            keras.optimizers.Adam(1e-2),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+            jit_compile=jit,
+        )
         ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
         history = model.fit(ds, epochs=12, verbose=0, callbacks=[callback])
     losses = history.history["loss"]
@@ -140,8 +144,14 @@ _DISTRIBUTED = textwrap.dedent(
 
 
 def test_mirrored_strategy_two_cpus_matches_one_device():
-    proc = subprocess.run([sys.executable, "-c", _DISTRIBUTED], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _DISTRIBUTED],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2
@@ -187,8 +197,10 @@ def test_saved_model_export_serves_hf_outputs(route, qa_ref, tmp_path):
         model.export(str(target))
     serve = tf.saved_model.load(str(target)).signatures["serving_default"]
     inputs = make_inputs(config, "question_answering", labels=False)
-    out = serve(input_ids=tf.constant(inputs["input_ids"], tf.int32),
-                attention_mask=tf.constant(inputs["attention_mask"], tf.int32))
+    out = serve(
+        input_ids=tf.constant(inputs["input_ids"], tf.int32),
+        attention_mask=tf.constant(inputs["attention_mask"], tf.int32),
+    )
     assert set(out) == {"start_logits", "end_logits"}
     expected = hf_torch_forward(ref, {k: inputs[k] for k in ("input_ids", "attention_mask")})
     for name in ("start_logits", "end_logits"):

@@ -29,7 +29,9 @@ def test_key_sets_and_shapes_match_hf_torch(head, variant):
     aliases = W.tied_aliases(config, head)
     expected = {k: tuple(v.shape) for k, v in hf_sd.items() if k not in aliases}
     assert W.expected_shapes(config, head) == expected
-    assert set(W.untie(canonical_state_dict(hf_torch_model(head, config), config, head), config, head)) == set(hf_sd)
+    assert set(
+        W.untie(canonical_state_dict(hf_torch_model(head, config), config, head), config, head)
+    ) == set(hf_sd)
 
 
 @pytest.mark.hf
@@ -56,7 +58,10 @@ def test_flax_paths_match_hf_flax_params(head):
 def test_backend_rules_round_trip():
     config = tiny_config(tie_word_embeddings=False)
     rng = np.random.default_rng(0)
-    sd = {k: rng.standard_normal(s).astype(np.float32) for k, s in W.expected_shapes(config, "masked_lm").items()}
+    sd = {
+        k: rng.standard_normal(s).astype(np.float32)
+        for k, s in W.expected_shapes(config, "masked_lm").items()
+    }
     for backend in W.BACKENDS:
         back = W.from_backend(W.to_backend(sd, backend), backend)
         assert back.keys() == sd.keys()
@@ -121,13 +126,19 @@ def test_loud_errors_name_keys_and_shapes():
     config = tiny_config()
     sd = _random_sd(config, "base")
     bad = dict(sd, **{"encoder.layer.1.output.dense.weight": np.zeros((32, 36), np.float32)})
-    with pytest.raises(W.WeightMismatchError, match=r"encoder\.layer\.1\.output\.dense\.weight.*\(32, 36\).*\(32, 37\)"):
+    with pytest.raises(
+        W.WeightMismatchError, match=r"encoder\.layer\.1\.output\.dense\.weight.*\(32, 36\).*\(32, 37\)"
+    ):
         W.prepare_state_dict(bad, config, "base")
     missing = {k: v for k, v in sd.items() if k != "encoder.layer.0.attention.self.key.bias"}
-    with pytest.raises(W.WeightMismatchError, match=r"missing.*encoder\.layer\.0\.attention\.self\.key\.bias"):
+    with pytest.raises(
+        W.WeightMismatchError, match=r"missing.*encoder\.layer\.0\.attention\.self\.key\.bias"
+    ):
         W.prepare_state_dict(missing, config, "base")
     with pytest.raises(W.WeightMismatchError, match="encoder.layer.7.output.dense.weight"):
-        W.prepare_state_dict(dict(sd, **{"encoder.layer.7.output.dense.weight": sd["pooler.dense.weight"]}), config, "base")
+        W.prepare_state_dict(
+            dict(sd, **{"encoder.layer.7.output.dense.weight": sd["pooler.dense.weight"]}), config, "base"
+        )
     with pytest.raises(W.WeightMismatchError, match="int64"):
         W.dtype_check({"pooler.dense.weight": np.zeros((2, 2), np.int64)})
 

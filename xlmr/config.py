@@ -17,7 +17,16 @@ from typing import Any
 CONFIG_NAME = "config.json"
 
 # Activation names every backend implements (HF ACT2FN spellings).
-SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh")
+SUPPORTED_ACTIVATIONS = (
+    "gelu",
+    "gelu_new",
+    "gelu_fast",
+    "gelu_pytorch_tanh",
+    "relu",
+    "silu",
+    "swish",
+    "tanh",
+)
 POSITION_EMBEDDING_TYPES = ("absolute", "relative_key", "relative_key_query")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
@@ -189,9 +198,13 @@ class XLMRobertaConfig:
         if self.hidden_act not in SUPPORTED_ACTIVATIONS:
             raise ValueError(f"hidden_act must be one of {SUPPORTED_ACTIVATIONS}, got {self.hidden_act!r}")
         if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
-            raise ValueError(f"problem_type must be None or one of {PROBLEM_TYPES}, got {self.problem_type!r}")
+            raise ValueError(
+                f"problem_type must be None or one of {PROBLEM_TYPES}, got {self.problem_type!r}"
+            )
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
-            raise ValueError(f"pad_token_id ({self.pad_token_id}) must lie in [0, vocab_size={self.vocab_size})")
+            raise ValueError(
+                f"pad_token_id ({self.pad_token_id}) must lie in [0, vocab_size={self.vocab_size})"
+            )
         if self.max_sequence_length <= 0:
             raise ValueError(
                 f"max_position_embeddings ({self.max_position_embeddings}) leaves no room for tokens after "

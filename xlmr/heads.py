@@ -51,7 +51,14 @@ class Head:
 #   multiple_choice: cross entropy over the choices (logits reshaped to (batch, num_choices)).
 #   token_classification: cross entropy over all tokens, ignore_index=-100, mean.
 #   span:        (CE(start) + CE(end)) / 2, positions clamped to [0, seq_len], seq_len ignored.
-LOSSES = ("causal_lm", "masked_lm", "sequence_classification", "multiple_choice", "token_classification", "span")
+LOSSES = (
+    "causal_lm",
+    "masked_lm",
+    "sequence_classification",
+    "multiple_choice",
+    "token_classification",
+    "span",
+)
 
 _ENCODER_EXTRAS = ("hidden_states", "attentions")
 
@@ -65,7 +72,14 @@ HEADS: dict[str, Head] = {
             flax_class="FlaxXLMRobertaModel",
             prefix="",
             add_pooling_layer=True,
-            outputs=("last_hidden_state", "pooler_output", "hidden_states", "past_key_values", "attentions", "cross_attentions"),
+            outputs=(
+                "last_hidden_state",
+                "pooler_output",
+                "hidden_states",
+                "past_key_values",
+                "attentions",
+                "cross_attentions",
+            ),
             label_args=(),
             loss=None,
             output_class="BaseModelOutputWithPoolingAndCrossAttentions",

@@ -26,7 +26,9 @@ class ModelOutput(OrderedDict):
             kwargs = {**args[0], **kwargs}
         unknown = set(kwargs) - set(self._fields)
         if unknown:
-            raise TypeError(f"{type(self).__name__} has no field(s) {sorted(unknown)}; fields: {self._fields}")
+            raise TypeError(
+                f"{type(self).__name__} has no field(s) {sorted(unknown)}; fields: {self._fields}"
+            )
         for name in self._fields:
             value = kwargs.get(name)
             object.__setattr__(self, name, value)
@@ -65,7 +67,9 @@ class ModelOutput(OrderedDict):
 
 
 def _make(name: str, fields: tuple[str, ...]) -> type[ModelOutput]:
-    return type(name, (ModelOutput,), {"_fields": fields, "__doc__": f"HF's ``{name}``: {', '.join(fields)}."})
+    return type(
+        name, (ModelOutput,), {"_fields": fields, "__doc__": f"HF's ``{name}``: {', '.join(fields)}."}
+    )
 
 
 # One class per head, named as HF's PyTorch output classes; the TF and Flax backends use them

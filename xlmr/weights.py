@@ -70,7 +70,10 @@ def _attention(name: str, config: XLMRobertaConfig, relative: bool) -> dict[str,
     for proj in ("query", "key", "value"):
         shapes.update(_linear(f"{name}.self.{proj}", h, h))
     if relative:
-        shapes[f"{name}.self.distance_embedding.weight"] = (2 * config.max_position_embeddings - 1, config.head_dim)
+        shapes[f"{name}.self.distance_embedding.weight"] = (
+            2 * config.max_position_embeddings - 1,
+            config.head_dim,
+        )
     shapes.update(_linear(f"{name}.output.dense", h, h))
     shapes.update(_layer_norm(f"{name}.output.LayerNorm", h))
     return shapes
@@ -410,4 +413,6 @@ def dtype_check(state_dict: Mapping[str, np.ndarray], source: str = "checkpoint"
     for key, value in state_dict.items():
         kind = np.asarray(value).dtype.kind
         if kind not in "fV" and str(np.asarray(value).dtype) != "bfloat16":
-            raise WeightMismatchError(f"{source}: weight {key} has dtype {np.asarray(value).dtype}, expected float")
+            raise WeightMismatchError(
+                f"{source}: weight {key} has dtype {np.asarray(value).dtype}, expected float"
+            )

@@ -58,8 +58,16 @@ class Settings:
 
 
 QUICK = dict(
-    epochs=1, batch_size=16, eval_batch_size=12, vocab_size=400, hidden_size=32, num_hidden_layers=1,
-    num_attention_heads=2, intermediate_size=64, per_language=(6, 2), accuracy_floor=None,
+    epochs=1,
+    batch_size=16,
+    eval_batch_size=12,
+    vocab_size=400,
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=64,
+    per_language=(6, 2),
+    accuracy_floor=None,
 )
 
 
@@ -109,22 +117,36 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 1)[1],
     )
     demo = parser.add_argument_group("demo run")
-    demo.add_argument("--workdir", metavar="DIR", help="write everything here (a new or empty directory; "
-                      "kept afterwards). Default: a fresh temporary directory, removed at the end")
+    demo.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="write everything here (a new or empty directory; "
+        "kept afterwards). Default: a fresh temporary directory, removed at the end",
+    )
     demo.add_argument("--keep", action="store_true", help="keep the temporary working directory")
     demo.add_argument("--epochs", type=int, help="training epochs (default 30; 1 with --quick)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--quick", action="store_true", help="a very small run (seconds; for tests)")
-    demo.add_argument("--backends", default=",".join(BACKENDS),
-                      help="comma-separated backends to check: torch,tf,flax (default: all three)")
+    demo.add_argument(
+        "--backends",
+        default=",".join(BACKENDS),
+        help="comma-separated backends to check: torch,tf,flax (default: all three)",
+    )
 
     own = parser.add_argument_group("your own checkpoint")
-    own.add_argument("--model", metavar="DIR", help="an HF XLM-R checkpoint directory (config.json, a weight "
-                     "file, tokenizer files)")
-    own.add_argument("--backend", choices=BACKENDS, default="torch", help="framework to run it in (default torch)")
+    own.add_argument(
+        "--model",
+        metavar="DIR",
+        help="an HF XLM-R checkpoint directory (config.json, a weight file, tokenizer files)",
+    )
+    own.add_argument(
+        "--backend", choices=BACKENDS, default="torch", help="framework to run it in (default torch)"
+    )
     task = own.add_mutually_exclusive_group()
     task.add_argument("--fill-mask", metavar="TEXT", help="text containing <mask>; prints the top-k fillers")
-    task.add_argument("--classify", metavar="TEXT", nargs="+", help="texts to classify; prints label probabilities")
+    task.add_argument(
+        "--classify", metavar="TEXT", nargs="+", help="texts to classify; prints label probabilities"
+    )
     own.add_argument("--top-k", type=int, default=5, help="predictions to print (default 5)")
     return parser
 
@@ -133,8 +155,10 @@ def parse_backends(spec: str) -> list[str]:
     names = [s.strip() for s in spec.split(",") if s.strip()]
     unknown = [n for n in names if n not in BACKENDS]
     if not names or unknown:
-        raise DemoError(f"--backends: unknown backend(s) {', '.join(unknown) or '(none given)'}; "
-                        f"choose from {','.join(BACKENDS)}")
+        raise DemoError(
+            f"--backends: unknown backend(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {','.join(BACKENDS)}"
+        )
     return list(dict.fromkeys(names))
 
 

@@ -24,8 +24,9 @@ def train_tokenizer(texts: list[str], vocab_size: int, directory: Path):
     import xlmr
 
     # character_coverage=1.0: keep every character of the (small) corpus, Han characters included.
-    return xlmr.XLMRobertaTokenizerFast.train(texts, vocab_size, save_directory=str(directory),
-                                              character_coverage=1.0)
+    return xlmr.XLMRobertaTokenizerFast.train(
+        texts, vocab_size, save_directory=str(directory), character_coverage=1.0
+    )
 
 
 def encode(tokenizer, texts: list[str], length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,18 +81,24 @@ class Pipeline:
         p.done()
 
         p.header(f"Training an XLM-R SentencePiece tokenizer (vocab {s.vocab_size}) on the training text")
-        self.tokenizer = train_tokenizer([e.text for e in self.train], s.vocab_size, self.workdir / "tokenizer")
+        self.tokenizer = train_tokenizer(
+            [e.text for e in self.train], s.vocab_size, self.workdir / "tokenizer"
+        )
         vocab = len(self.tokenizer)
         lengths = [len(self.tokenizer(e.text)["input_ids"]) for e in self.train + self.test]
         self.length = min(s.max_length, max(lengths))
         sample = self.train[len(self.train) // 3].text
         pieces = self.tokenizer.convert_ids_to_tokens(self.tokenizer(sample)["input_ids"])
-        say(f"    vocabulary {vocab} pieces; sentences are {min(lengths)}-{max(lengths)} tokens "
-            f"(padded to {self.length})")
+        say(
+            f"    vocabulary {vocab} pieces; sentences are {min(lengths)}-{max(lengths)} tokens "
+            f"(padded to {self.length})"
+        )
         say(f"    e.g. {sample!r}\n      -> {' '.join(pieces)}")
         p.done()
 
-        p.header(f"Training TFXLMRobertaForSequenceClassification from scratch with Keras ({s.epochs} epochs)")
+        p.header(
+            f"Training TFXLMRobertaForSequenceClassification from scratch with Keras ({s.epochs} epochs)"
+        )
         model, config = self.train_tf(vocab)
         p.done("trained")
 
@@ -130,18 +137,25 @@ class Pipeline:
             bos_token_id=self.tokenizer.bos_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
         )
-        say(f"    config: {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
-            f"{config.num_attention_heads} heads, {config.num_labels} labels")
+        say(
+            f"    config: {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
+            f"{config.num_attention_heads} heads, {config.num_labels} labels"
+        )
         model = xlmr_tf.TFXLMRobertaForSequenceClassification(config)
         ids, mask = encode(self.tokenizer, [e.text for e in self.train], self.length)
         y = np.asarray([self.labels.index(e.label) for e in self.train], dtype=np.int32)
         steps = s.epochs * -(-len(y) // s.batch_size)
         schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0, decay_steps=max(1, steps - steps // 10), alpha=0.05,
-            warmup_target=s.learning_rate, warmup_steps=steps // 10,
+            initial_learning_rate=0.0,
+            decay_steps=max(1, steps - steps // 10),
+            alpha=0.05,
+            warmup_target=s.learning_rate,
+            warmup_steps=steps // 10,
         )
         # Gradient clipping at global norm 1 (HF Trainer's default) keeps the from-scratch run stable.
-        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=s.weight_decay, global_clipnorm=1.0)
+        optimizer = keras.optimizers.AdamW(
+            learning_rate=schedule, weight_decay=s.weight_decay, global_clipnorm=1.0
+        )
         model.compile(optimizer=optimizer)
         model(input_ids=ids[:2], attention_mask=mask[:2])  # build the weights before counting them
         say(f"    {model.count_params():,} parameters; {steps} optimizer steps of {s.batch_size} sentences")
@@ -149,7 +163,10 @@ class Pipeline:
         verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs and pipes
         model.fit(
             {"input_ids": ids, "attention_mask": mask, "labels": y},
-            batch_size=s.batch_size, epochs=s.epochs, shuffle=True, verbose=verbose,
+            batch_size=s.batch_size,
+            epochs=s.epochs,
+            shuffle=True,
+            verbose=verbose,
         )
         return model, config
 
@@ -167,8 +184,10 @@ class Pipeline:
             # The xlmr-convert library call: reads any format, re-reads and checks what it wrote,
             # copies config.json and the tokenizer files.
             summary = convert(dirs["tf"], dirs[name], fmt)
-            say(f"    {name:<6} {self._describe(summary.target)}  ({summary.tensors} tensors, "
-                f"{summary.parameters:,} parameters, checked)")
+            say(
+                f"    {name:<6} {self._describe(summary.target)}  ({summary.tensors} tensors, "
+                f"{summary.parameters:,} parameters, checked)"
+            )
         return dirs
 
     def _describe(self, path: Path) -> str:
@@ -177,8 +196,10 @@ class Pipeline:
     def in_memory_logits(self, model) -> np.ndarray:
         """Logits of the trained Keras model itself (no file involved): the reference for all backends."""
         ids, mask = encode(self.tokenizer, [e.text for e in self.test], self.length)
-        out = [np.asarray(model(input_ids=ids[a:b], attention_mask=mask[a:b], training=False).logits)
-               for a, b in batches(len(ids), self.s.eval_batch_size)]
+        out = [
+            np.asarray(model(input_ids=ids[a:b], attention_mask=mask[a:b], training=False).logits)
+            for a, b in batches(len(ids), self.s.eval_batch_size)
+        ]
         return np.concatenate(out)
 
     def evaluate(self, backend: str) -> dict:
@@ -212,8 +233,10 @@ class Pipeline:
         logits = np.concatenate(outs)[:n].astype(np.float64)
         predicted = logits.argmax(-1)
         gold = np.asarray([self.labels.index(e.label) for e in self.test])
-        say(f"    {backend:<6} {len(times) + 1} batches of {bs}: first call {compile_s * 1e3:.0f} ms, then "
-            f"{np.median(times) * 1e3:.2f} ms per batch (median)")
+        say(
+            f"    {backend:<6} {len(times) + 1} batches of {bs}: first call {compile_s * 1e3:.0f} ms, then "
+            f"{np.median(times) * 1e3:.2f} ms per batch (median)"
+        )
         return {
             "file": conversion.find_weight_file(directory).name,
             "logits": logits,
@@ -230,24 +253,44 @@ class Pipeline:
         for name, r in results.items():
             diff = float(np.max(np.abs(r["logits"] - reference)))
             r["diff_vs_reference"] = diff
-            rows.append([name, r["file"], f"{r['accuracy']:.3f}", f"{r['ms_per_batch']:.2f}",
-                         f"{r['first_call_ms']:.0f}", f"{diff:.2e}"])
-        say(format_table(
-            ["backend", "weights", "accuracy", f"ms/batch ({s.eval_batch_size}x{self.length})",
-             "first call ms", "max|logit diff| vs trained"], rows))
+            rows.append(
+                [
+                    name,
+                    r["file"],
+                    f"{r['accuracy']:.3f}",
+                    f"{r['ms_per_batch']:.2f}",
+                    f"{r['first_call_ms']:.0f}",
+                    f"{diff:.2e}",
+                ]
+            )
+        say(
+            format_table(
+                [
+                    "backend",
+                    "weights",
+                    "accuracy",
+                    f"ms/batch ({s.eval_batch_size}x{self.length})",
+                    "first call ms",
+                    "max|logit diff| vs trained",
+                ],
+                rows,
+            )
+        )
         names = list(results)
         pairwise = 0.0
         worst = ("trained", names[0]) if names else ("-", "-")
         for i, a in enumerate(names):
-            for b in names[i + 1:]:
+            for b in names[i + 1 :]:
                 d = float(np.max(np.abs(results[a]["logits"] - results[b]["logits"])))
                 if d > pairwise:
                     pairwise, worst = d, (a, b)
         for name in names:
             if results[name]["diff_vs_reference"] > pairwise:
                 pairwise, worst = results[name]["diff_vs_reference"], ("trained", name)
-        say(f"\nLargest logit difference between backends: {pairwise:.2e} ({worst[0]} vs {worst[1]}; "
-            f"limit {cli.AGREEMENT_LIMIT:g})")
+        say(
+            f"\nLargest logit difference between backends: {pairwise:.2e} ({worst[0]} vs {worst[1]}; "
+            f"limit {cli.AGREEMENT_LIMIT:g})"
+        )
 
         first = results[names[0]]
         self.per_language(first["logits"])
@@ -260,16 +303,20 @@ class Pipeline:
         if s.accuracy_floor is not None:
             low = {n: a for n, a in accuracies.items() if a < s.accuracy_floor}
             if low:
-                failed.append("accuracy below the floor "
-                              f"{s.accuracy_floor}: " + ", ".join(f"{n} {a:.3f}" for n, a in low.items()))
+                failed.append(
+                    "accuracy below the floor "
+                    f"{s.accuracy_floor}: " + ", ".join(f"{n} {a:.3f}" for n, a in low.items())
+                )
         else:
             say("(accuracy floor not applied to a --quick run)")
         if failed:
             for message in failed:
                 say(f"FAILED: {message}")
             return 1
-        say("OK: all backends agree" + ("" if s.accuracy_floor is None else
-                                         f" and reach accuracy >= {s.accuracy_floor}"))
+        say(
+            "OK: all backends agree"
+            + ("" if s.accuracy_floor is None else f" and reach accuracy >= {s.accuracy_floor}")
+        )
         return 0
 
     def per_language(self, logits: np.ndarray) -> None:
@@ -280,8 +327,11 @@ class Pipeline:
             if idx:
                 parts.append(f"{code} {np.mean([predicted[k] == i for k in idx]):.2f}")
         say("Per-language accuracy: " + "  ".join(parts))
-        errors = [(e, self.labels[predicted[k]]) for k, e in enumerate(self.test)
-                  if self.labels[predicted[k]] != e.label]
+        errors = [
+            (e, self.labels[predicted[k]])
+            for k, e in enumerate(self.test)
+            if self.labels[predicted[k]] != e.label
+        ]
         if errors:
             say(f"Some of the {len(errors)} errors:")
             for e, guess in errors[:6]:

@@ -41,7 +41,9 @@ def check_model_dir(directory: Path) -> None:
 def load_tokenizer(directory: Path):
     import xlmr
 
-    cls = xlmr.XLMRobertaTokenizerFast if (directory / "tokenizer.json").is_file() else xlmr.XLMRobertaTokenizer
+    cls = (
+        xlmr.XLMRobertaTokenizerFast if (directory / "tokenizer.json").is_file() else xlmr.XLMRobertaTokenizer
+    )
     try:
         return cls.from_pretrained(str(directory))
     except (OSError, ValueError, RuntimeError) as err:
@@ -74,8 +76,10 @@ def fill_mask(directory: Path, backend: str, text: str, top_k: int) -> list[list
     enc = tokenizer([text])
     ids = np.asarray(enc["input_ids"], dtype=np.int64)
     if ids.shape[1] > config.max_sequence_length:
-        raise DemoError(f"--fill-mask text is {ids.shape[1]} tokens long; the model takes at most "
-                        f"{config.max_sequence_length}")
+        raise DemoError(
+            f"--fill-mask text is {ids.shape[1]} tokens long; the model takes at most "
+            f"{config.max_sequence_length}"
+        )
     model = _load(backend, "XLMRobertaForMaskedLM", directory)
     mask = np.asarray(enc["attention_mask"], dtype=np.int64)
     logits = forward_fn(backend, model, compile=False)(ids, mask)[0]  # (seq, vocab)
@@ -92,8 +96,10 @@ def fill_mask(directory: Path, backend: str, text: str, top_k: int) -> list[list
         for rank, token_id in enumerate(best, start=1):
             token = _token_text(tokenizer, token_id)
             rows.append((token, float(probs[token_id])))
-            say(f"  {rank}. {json.dumps(token, ensure_ascii=False):<24} score={probs[token_id]:.6f}  "
-                f"id={int(token_id)}")
+            say(
+                f"  {rank}. {json.dumps(token, ensure_ascii=False):<24} score={probs[token_id]:.6f}  "
+                f"id={int(token_id)}"
+            )
         results.append(rows)
     return results
 

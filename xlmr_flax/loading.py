@@ -77,7 +77,9 @@ def from_pretrained(cls, path: str | os.PathLike, dtype: Any = jnp.float32, **kw
     """
     from conversion import load_pretrained
 
-    model_kwargs = {k: kwargs.pop(k) for k in ("seed", "input_shape", "gradient_checkpointing") if k in kwargs}
+    model_kwargs = {
+        k: kwargs.pop(k) for k in ("seed", "input_shape", "gradient_checkpointing") if k in kwargs
+    }
     config, report = load_pretrained(path, cls.head, **kwargs)
     model = cls(config, dtype=dtype, _do_init=False, **model_kwargs)
     model.params = _fill_new(model, state_dict_to_params(report.state_dict), report.newly_initialized)
@@ -85,8 +87,9 @@ def from_pretrained(cls, path: str | os.PathLike, dtype: Any = jnp.float32, **kw
     return model
 
 
-def save_pretrained(model, save_directory: str | os.PathLike, params: Mapping | None = None,
-                    format: str = "safetensors") -> Path:
+def save_pretrained(
+    model, save_directory: str | os.PathLike, params: Mapping | None = None, format: str = "safetensors"
+) -> Path:
     """Write ``config.json`` and the weights in ``format`` (safetensors, pytorch, flax or tf) as HF does."""
     from conversion import save_pretrained as _save
 

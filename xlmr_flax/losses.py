@@ -104,7 +104,9 @@ def _get(obj: Any, name: str) -> Any:
 def _labels(batch: Mapping, name: str, head: Head) -> Any:
     value = batch.get(name)
     if value is None:
-        raise ValueError(f"the {head.name} loss needs {' and '.join(head.label_args)} in the batch; {name} is missing")
+        raise ValueError(
+            f"the {head.name} loss needs {' and '.join(head.label_args)} in the batch; {name} is missing"
+        )
     return value
 
 
@@ -194,7 +196,9 @@ def compute_loss(
         **call_kwargs: Extra call arguments (``output_hidden_states``...).
     """
     inputs, labels = split_batch(batch)
-    outputs = model(**inputs, params=params, dropout_rng=dropout_rng, train=train, return_dict=True, **call_kwargs)
+    outputs = model(
+        **inputs, params=params, dropout_rng=dropout_rng, train=train, return_dict=True, **call_kwargs
+    )
     loss = loss_fn(model.head, outputs, labels, model.config)
     outputs["loss"] = loss
     return loss, outputs

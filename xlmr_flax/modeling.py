@@ -80,7 +80,10 @@ def _register_output_pytrees() -> None:
     for cls in classes:
         try:
             jax.tree_util.register_pytree_with_keys(
-                cls, _flatten_output, partial(_unflatten_output, cls), flatten_func=lambda o: (list(o.values()), tuple(o.keys()))
+                cls,
+                _flatten_output,
+                partial(_unflatten_output, cls),
+                flatten_func=lambda o: (list(o.values()), tuple(o.keys())),
             )
         except ValueError:  # already registered (module reloaded)
             pass
@@ -90,7 +93,9 @@ _register_output_pytrees()
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def create_position_ids_from_input_ids(input_ids: Array, padding_idx: int, past_key_values_length: Any = 0) -> Array:
+def create_position_ids_from_input_ids(
+    input_ids: Array, padding_idx: int, past_key_values_length: Any = 0
+) -> Array:
     """Position ids as fairseq/HF make them: non-padding tokens count from ``padding_idx + 1``.
 
     Padding tokens get ``padding_idx``; ``past_key_values_length`` shifts the count for cached decoding.
@@ -154,13 +159,17 @@ class FlaxXLMRobertaEmbeddings(nn.Module):
         self.LayerNorm = _layer_norm(cfg, self.dtype)
         self.dropout = nn.Dropout(rate=cfg.hidden_dropout_prob)
 
-    def __call__(self, input_ids, token_type_ids, position_ids, attention_mask=None, deterministic: bool = True):
+    def __call__(
+        self, input_ids, token_type_ids, position_ids, attention_mask=None, deterministic: bool = True
+    ):
         # (batch, seq) -> (batch, seq, hidden)
         pad = self.config.pad_token_id
         hidden_states = _lookup_without_padding_grad(self.word_embeddings, input_ids.astype("i4"), pad)
         hidden_states = hidden_states + self.token_type_embeddings(token_type_ids.astype("i4"))
         # PyTorch adds absolute positions only; relative variants work inside attention.
-        position_embeds = _lookup_without_padding_grad(self.position_embeddings, position_ids.astype("i4"), pad)
+        position_embeds = _lookup_without_padding_grad(
+            self.position_embeddings, position_ids.astype("i4"), pad
+        )
         if self.config.position_embedding_type == "absolute":
             hidden_states = hidden_states + position_embeds
         hidden_states = self.LayerNorm(hidden_states)
@@ -194,7 +203,9 @@ class FlaxXLMRobertaSelfAttention(nn.Module):
         self.key = _dense(cfg.hidden_size, cfg, self.dtype)
         self.value = _dense(cfg.hidden_size, cfg, self.dtype)
         if self._position_type != "absolute":
-            self.distance_embedding = _embed(2 * cfg.max_position_embeddings - 1, cfg.head_dim, cfg, self.dtype)
+            self.distance_embedding = _embed(
+                2 * cfg.max_position_embeddings - 1, cfg.head_dim, cfg, self.dtype
+            )
         self.dropout = nn.Dropout(rate=cfg.attention_probs_dropout_prob)
 
     @property
@@ -217,7 +228,9 @@ class FlaxXLMRobertaSelfAttention(nn.Module):
             offset = cache_index.value
             start = (0, offset, 0, 0)
             key = lax.dynamic_update_slice(cached_key.value, key.astype(cached_key.value.dtype), start)
-            value = lax.dynamic_update_slice(cached_value.value, value.astype(cached_value.value.dtype), start)
+            value = lax.dynamic_update_slice(
+                cached_value.value, value.astype(cached_value.value.dtype), start
+            )
             cached_key.value = key
             cached_value.value = value
             cache_index.value = offset + query.shape[1]
@@ -312,7 +325,10 @@ class FlaxXLMRobertaAttention(nn.Module):
 
     def setup(self) -> None:
         self.self = FlaxXLMRobertaSelfAttention(
-            self.config, causal=self.causal, dtype=self.dtype, position_embedding_type=self.position_embedding_type
+            self.config,
+            causal=self.causal,
+            dtype=self.dtype,
+            position_embedding_type=self.position_embedding_type,
         )
         self.output = FlaxXLMRobertaSelfOutput(self.config, dtype=self.dtype)
 
@@ -431,7 +447,9 @@ class FlaxXLMRobertaLayer(nn.Module):
                 output_attentions=output_attentions,
             )
             attention_output = cross_outputs[0]
-        hidden_states = self.output(self.intermediate(attention_output), attention_output, deterministic=deterministic)
+        hidden_states = self.output(
+            self.intermediate(attention_output), attention_output, deterministic=deterministic
+        )
         outputs = (hidden_states,)
         if output_attentions:
             outputs += (attention_outputs[1],)
@@ -460,7 +478,8 @@ class FlaxXLMRobertaLayerCollection(nn.Module):
             # Static: init_cache, deterministic, output_attentions (argnums count ``self`` as 0).
             layer_cls = nn.remat(FlaxXLMRobertaLayer, static_argnums=(6, 7, 8))
         self.layers = [
-            layer_cls(self.config, dtype=self.dtype, name=str(i)) for i in range(self.config.num_hidden_layers)
+            layer_cls(self.config, dtype=self.dtype, name=str(i))
+            for i in range(self.config.num_hidden_layers)
         ]
 
     def __call__(
@@ -479,7 +498,9 @@ class FlaxXLMRobertaLayerCollection(nn.Module):
         all_attentions = () if output_attentions else None
         all_cross = () if (output_attentions and encoder_hidden_states is not None) else None
         if head_mask is not None and head_mask.shape[0] != len(self.layers):
-            raise ValueError(f"head_mask is given for {head_mask.shape[0]} layers, the model has {len(self.layers)}")
+            raise ValueError(
+                f"head_mask is given for {head_mask.shape[0]} layers, the model has {len(self.layers)}"
+            )
         for i, layer in enumerate(self.layers):
             if output_hidden_states:
                 all_hidden += (hidden_states,)
@@ -711,7 +732,11 @@ class FlaxXLMRobertaPreTrainedModel:
         given = {p: _shape(v) for p, v in flatten_tree(params).items()}
         missing = sorted("/".join(p) for p in expected if p not in given)
         unexpected = sorted("/".join(p) for p in given if p not in expected)
-        wrong = sorted(f"{'/'.join(p)}: {given[p]} vs {expected[p]}" for p in expected if p in given and given[p] != expected[p])
+        wrong = sorted(
+            f"{'/'.join(p)}: {given[p]} vs {expected[p]}"
+            for p in expected
+            if p in given and given[p] != expected[p]
+        )
         if missing or unexpected or wrong:
             parts = []
             if missing:
@@ -742,7 +767,9 @@ class FlaxXLMRobertaPreTrainedModel:
         kwargs: dict[str, Any] = {}
         if self.config.add_cross_attention:
             batch = int(np.prod(input_shape[:-1]))
-            kwargs["encoder_hidden_states"] = jnp.zeros((batch, input_shape[-1], self.config.hidden_size), self.dtype)
+            kwargs["encoder_hidden_states"] = jnp.zeros(
+                (batch, input_shape[-1], self.config.hidden_size), self.dtype
+            )
             kwargs["encoder_attention_mask"] = jnp.ones((batch, input_shape[-1]), "i4")
         return self.module.init(
             {"params": params_rng, "dropout": dropout_rng},
@@ -802,8 +829,15 @@ class FlaxXLMRobertaPreTrainedModel:
 
     # -- input checking ------------------------------------------------------------------------
     def _check_inputs(
-        self, input_ids, attention_mask, token_type_ids, position_ids, head_mask,
-        encoder_hidden_states, encoder_attention_mask, past_key_values,
+        self,
+        input_ids,
+        attention_mask,
+        token_type_ids,
+        position_ids,
+        head_mask,
+        encoder_hidden_states,
+        encoder_attention_mask,
+        past_key_values,
     ) -> None:
         cfg = self.config
         shape = _shape(input_ids)
@@ -824,7 +858,9 @@ class FlaxXLMRobertaPreTrainedModel:
             cache_len = _find_cache_length(past_key_values)
             index = _find_cache_index(past_key_values)
             if cache_len is None or index is None:
-                raise ValueError("past_key_values is not a cache from model.init_cache(batch_size, max_length)")
+                raise ValueError(
+                    "past_key_values is not a cache from model.init_cache(batch_size, max_length)"
+                )
             if not _is_tracer(index) and int(index) + seq_len > cache_len:
                 raise ValueError(
                     f"the cache holds {cache_len} tokens; {int(index)} are used and {seq_len} more do not fit"
@@ -844,7 +880,11 @@ class FlaxXLMRobertaPreTrainedModel:
         if attention_mask is not None:
             want = shape if cache_len is None else (*shape[:-1], cache_len)
             if _shape(attention_mask) != want:
-                extra = "" if cache_len is None else f" (cached decoding: the mask covers all {cache_len} cache slots)"
+                extra = (
+                    ""
+                    if cache_len is None
+                    else f" (cached decoding: the mask covers all {cache_len} cache slots)"
+                )
                 raise ValueError(
                     f"attention_mask has shape {_shape(attention_mask)}, expected {want} to match input_ids "
                     f"{shape}{extra}"
@@ -856,12 +896,16 @@ class FlaxXLMRobertaPreTrainedModel:
                 tt = np.asarray(token_type_ids)
                 if tt.max() >= cfg.type_vocab_size or tt.min() < 0:
                     bad = int(tt.max()) if tt.max() >= cfg.type_vocab_size else int(tt.min())
-                    raise ValueError(f"token_type_ids contain {bad}, but type_vocab_size is {cfg.type_vocab_size}")
+                    raise ValueError(
+                        f"token_type_ids contain {bad}, but type_vocab_size is {cfg.type_vocab_size}"
+                    )
         if position_ids is not None:
             try:
                 np.broadcast_shapes(_shape(position_ids), shape)
             except ValueError:
-                raise ValueError(f"position_ids has shape {_shape(position_ids)}, input_ids has {shape}") from None
+                raise ValueError(
+                    f"position_ids has shape {_shape(position_ids)}, input_ids has {shape}"
+                ) from None
             if not _is_tracer(position_ids) and np.size(position_ids):
                 pos = np.asarray(position_ids)
                 if pos.max() >= cfg.max_position_embeddings or pos.min() < 0:
@@ -880,7 +924,9 @@ class FlaxXLMRobertaPreTrainedModel:
             )
         if encoder_hidden_states is not None:
             if not cfg.add_cross_attention:
-                raise ValueError("encoder_hidden_states need cross-attention layers (config.add_cross_attention=True)")
+                raise ValueError(
+                    "encoder_hidden_states need cross-attention layers (config.add_cross_attention=True)"
+                )
             enc = _shape(encoder_hidden_states)
             batch = int(np.prod(shape[:-1]))
             if len(enc) != 3 or enc[0] != batch or enc[2] != cfg.hidden_size:
@@ -932,13 +978,21 @@ class FlaxXLMRobertaPreTrainedModel:
         """
         cfg = self.config
         output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
+        output_hidden_states = (
+            cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
         return_dict = cfg.return_dict if return_dict is None else return_dict
         if not isinstance(input_ids, jax.Array | np.ndarray):
             input_ids = np.asarray(input_ids)
         self._check_inputs(
-            input_ids, attention_mask, token_type_ids, position_ids, head_mask,
-            encoder_hidden_states, encoder_attention_mask, past_key_values,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            head_mask,
+            encoder_hidden_states,
+            encoder_attention_mask,
+            past_key_values,
         )
         input_ids = jnp.asarray(input_ids, dtype="i4")
         if token_type_ids is None:
@@ -1026,7 +1080,11 @@ class FlaxXLMRobertaPreTrainedModel:
 
 
 def _has_dropout(config: XLMRobertaConfig) -> bool:
-    rates = (config.hidden_dropout_prob, config.attention_probs_dropout_prob, config.classifier_dropout or 0.0)
+    rates = (
+        config.hidden_dropout_prob,
+        config.attention_probs_dropout_prob,
+        config.classifier_dropout or 0.0,
+    )
     return any(r > 0 for r in rates)
 
 
@@ -1101,7 +1159,9 @@ class FlaxXLMRobertaModule(nn.Module):
         )
         pooled = self.pooler(hidden_states) if self.add_pooling_layer else None
         out = O.BaseModelOutputWithPoolingAndCrossAttentions(
-            last_hidden_state=hidden_states, pooler_output=pooled, **_encoder_extras(all_hidden, all_attn, all_cross)
+            last_hidden_state=hidden_states,
+            pooler_output=pooled,
+            **_encoder_extras(all_hidden, all_attn, all_cross),
         )
         return out if return_dict else out.to_tuple()
 
@@ -1143,7 +1203,10 @@ class FlaxXLMRobertaForCausalLMModule(nn.Module):
 
     def setup(self) -> None:
         self.roberta = FlaxXLMRobertaModule(
-            self.config, dtype=self.dtype, add_pooling_layer=False, gradient_checkpointing=self.gradient_checkpointing
+            self.config,
+            dtype=self.dtype,
+            add_pooling_layer=False,
+            gradient_checkpointing=self.gradient_checkpointing,
         )
         self.lm_head = FlaxXLMRobertaLMHead(self.config, dtype=self.dtype)
 
@@ -1261,14 +1324,31 @@ class FlaxXLMRobertaForMaskedLMModule(_HeadModule):
         self.lm_head = FlaxXLMRobertaLMHead(self.config, dtype=self.dtype)
 
     def __call__(
-        self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-        deterministic: bool = True, output_attentions: bool = False, output_hidden_states: bool = False,
-        return_dict: bool = True, encoder_hidden_states=None, encoder_attention_mask=None, init_cache: bool = False,
+        self,
+        input_ids,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        deterministic: bool = True,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        init_cache: bool = False,
     ):
         out = self.roberta(
-            input_ids, attention_mask, token_type_ids, position_ids, head_mask,
-            encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
-            init_cache=init_cache, deterministic=deterministic, output_attentions=output_attentions,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            head_mask,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            init_cache=init_cache,
+            deterministic=deterministic,
+            output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
         logits = self.lm_head(out.last_hidden_state, shared_embedding=_shared_embedding(self))
@@ -1305,18 +1385,37 @@ class FlaxXLMRobertaForSequenceClassificationModule(_HeadModule):
         self.classifier = FlaxXLMRobertaClassificationHead(self.config, dtype=self.dtype)
 
     def __call__(
-        self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-        deterministic: bool = True, output_attentions: bool = False, output_hidden_states: bool = False,
-        return_dict: bool = True, encoder_hidden_states=None, encoder_attention_mask=None, init_cache: bool = False,
+        self,
+        input_ids,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        deterministic: bool = True,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        init_cache: bool = False,
     ):
         out = self.roberta(
-            input_ids, attention_mask, token_type_ids, position_ids, head_mask,
-            encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
-            init_cache=init_cache, deterministic=deterministic, output_attentions=output_attentions,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            head_mask,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            init_cache=init_cache,
+            deterministic=deterministic,
+            output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
         logits = self.classifier(out.last_hidden_state, deterministic=deterministic)
-        result = O.SequenceClassifierOutput(logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        result = O.SequenceClassifierOutput(
+            logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
         return result if return_dict else result.to_tuple()
 
 
@@ -1350,9 +1449,19 @@ class FlaxXLMRobertaForMultipleChoiceModule(_HeadModule):
         self.classifier = _dense(1, self.config, self.dtype)
 
     def __call__(
-        self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-        deterministic: bool = True, output_attentions: bool = False, output_hidden_states: bool = False,
-        return_dict: bool = True, encoder_hidden_states=None, encoder_attention_mask=None, init_cache: bool = False,
+        self,
+        input_ids,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        deterministic: bool = True,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        init_cache: bool = False,
     ):
         num_choices = input_ids.shape[1]
 
@@ -1360,14 +1469,23 @@ class FlaxXLMRobertaForMultipleChoiceModule(_HeadModule):
             return None if x is None else x.reshape(-1, x.shape[-1])
 
         out = self.roberta(
-            flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids), head_mask,
-            encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
-            init_cache=init_cache, deterministic=deterministic, output_attentions=output_attentions,
+            flat(input_ids),
+            flat(attention_mask),
+            flat(token_type_ids),
+            flat(position_ids),
+            head_mask,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            init_cache=init_cache,
+            deterministic=deterministic,
+            output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
         pooled = self.dropout(out.pooler_output, deterministic=deterministic)
         logits = self.classifier(pooled).reshape(-1, num_choices)  # (batch, num_choices)
-        result = O.MultipleChoiceModelOutput(logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        result = O.MultipleChoiceModelOutput(
+            logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
         return result if return_dict else result.to_tuple()
 
 
@@ -1403,14 +1521,31 @@ class FlaxXLMRobertaForTokenClassificationModule(_HeadModule):
         self.classifier = _dense(cfg.num_labels, cfg, self.dtype)
 
     def __call__(
-        self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-        deterministic: bool = True, output_attentions: bool = False, output_hidden_states: bool = False,
-        return_dict: bool = True, encoder_hidden_states=None, encoder_attention_mask=None, init_cache: bool = False,
+        self,
+        input_ids,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        deterministic: bool = True,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        init_cache: bool = False,
     ):
         out = self.roberta(
-            input_ids, attention_mask, token_type_ids, position_ids, head_mask,
-            encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
-            init_cache=init_cache, deterministic=deterministic, output_attentions=output_attentions,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            head_mask,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            init_cache=init_cache,
+            deterministic=deterministic,
+            output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
         hidden = self.dropout(out.last_hidden_state, deterministic=deterministic)
@@ -1449,14 +1584,31 @@ class FlaxXLMRobertaForQuestionAnsweringModule(_HeadModule):
         self.qa_outputs = _dense(self.config.num_labels, self.config, self.dtype)
 
     def __call__(
-        self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-        deterministic: bool = True, output_attentions: bool = False, output_hidden_states: bool = False,
-        return_dict: bool = True, encoder_hidden_states=None, encoder_attention_mask=None, init_cache: bool = False,
+        self,
+        input_ids,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        deterministic: bool = True,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        init_cache: bool = False,
     ):
         out = self.roberta(
-            input_ids, attention_mask, token_type_ids, position_ids, head_mask,
-            encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
-            init_cache=init_cache, deterministic=deterministic, output_attentions=output_attentions,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            head_mask,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            init_cache=init_cache,
+            deterministic=deterministic,
+            output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
         )
         logits = self.qa_outputs(out.last_hidden_state)  # (batch, seq, num_labels)

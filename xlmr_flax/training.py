@@ -86,7 +86,9 @@ def create_optimizer(
 def _step_fn(model, optimizer: optax.GradientTransformation) -> TrainStep:
     def train_step(params, opt_state, batch, dropout_rng):
         def loss_of(p):
-            loss, _ = compute_loss(model, batch, params=p, dropout_rng=dropout_rng, train=dropout_rng is not None)
+            loss, _ = compute_loss(
+                model, batch, params=p, dropout_rng=dropout_rng, train=dropout_rng is not None
+            )
             return loss
 
         loss, grads = jax.value_and_grad(loss_of)(params)
@@ -154,7 +156,11 @@ def shard_batch(batch: Mapping, mesh: Mesh, axis_name: str = BATCH_AXIS) -> dict
 
 
 def make_data_parallel_train_step(
-    model, optimizer: optax.GradientTransformation, mesh: Mesh, axis_name: str = BATCH_AXIS, donate: bool = False
+    model,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    axis_name: str = BATCH_AXIS,
+    donate: bool = False,
 ) -> TrainStep:
     """The train step of :func:`make_train_step`, jitted for data parallelism over ``mesh``.
 

@@ -71,7 +71,9 @@ def assign_state_dict(model, state_dict: Mapping[str, np.ndarray]) -> None:
     vmap = variable_map(model)
     unknown = [k for k in state_dict if k not in vmap]
     if unknown:
-        raise W.WeightMismatchError(f"weights not in {type(model).__name__}: {', '.join(sorted(unknown)[:10])}")
+        raise W.WeightMismatchError(
+            f"weights not in {type(model).__name__}: {', '.join(sorted(unknown)[:10])}"
+        )
     for key, value in state_dict.items():
         variable, transpose = vmap[key]
         value = np.asarray(value)
@@ -110,5 +112,9 @@ def from_pretrained(cls, path: str | os.PathLike, **config_overrides: Any):
 def save_pretrained(model, save_directory: str | os.PathLike, format: str = "safetensors") -> Path:
     """``config.json`` + the weight file: ``model.safetensors`` (default), ``pytorch_model.bin``
     (``format="pytorch"``), ``tf_model.h5`` in HF's layout (``format="tf"``) or ``flax_model.msgpack``."""
-    fmt = {"pt": "pytorch", "torch": "pytorch", "h5": "tf", "tensorflow": "tf", "msgpack": "flax"}.get(format, format)
-    return conversion.save_pretrained(canonical_state_dict(model), model.config, model.head, save_directory, fmt)
+    fmt = {"pt": "pytorch", "torch": "pytorch", "h5": "tf", "tensorflow": "tf", "msgpack": "flax"}.get(
+        format, format
+    )
+    return conversion.save_pretrained(
+        canonical_state_dict(model), model.config, model.head, save_directory, fmt
+    )

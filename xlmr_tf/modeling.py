@@ -132,7 +132,9 @@ def _static_dims(x) -> list:
 
 
 def _is_concrete(x) -> bool:
-    return isinstance(x, np.ndarray | np.generic) or (tf.is_tensor(x) and hasattr(x, "numpy") and tf.executing_eagerly())
+    return isinstance(x, np.ndarray | np.generic) or (
+        tf.is_tensor(x) and hasattr(x, "numpy") and tf.executing_eagerly()
+    )
 
 
 def _to_tensor(x, dtype=None):
@@ -172,10 +174,16 @@ class TFXLMRobertaEmbeddings(keras.layers.Layer):
             config.vocab_size, config.hidden_size, embeddings_initializer=init, name="word_embeddings"
         )
         self.position_embeddings = keras.layers.Embedding(
-            config.max_position_embeddings, config.hidden_size, embeddings_initializer=init, name="position_embeddings"
+            config.max_position_embeddings,
+            config.hidden_size,
+            embeddings_initializer=init,
+            name="position_embeddings",
         )
         self.token_type_embeddings = keras.layers.Embedding(
-            config.type_vocab_size, config.hidden_size, embeddings_initializer=init, name="token_type_embeddings"
+            config.type_vocab_size,
+            config.hidden_size,
+            embeddings_initializer=init,
+            name="token_type_embeddings",
         )
         self.LayerNorm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="LayerNorm")
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
@@ -186,15 +194,24 @@ class TFXLMRobertaEmbeddings(keras.layers.Layer):
         self.LayerNorm.build((None, None, self.config.hidden_size))
         self.built = True
 
-    def call(self, input_ids=None, position_ids=None, token_type_ids=None, inputs_embeds=None,
-             past_key_values_length=0, training=False):
+    def call(
+        self,
+        input_ids=None,
+        position_ids=None,
+        token_type_ids=None,
+        inputs_embeds=None,
+        past_key_values_length=0,
+        training=False,
+    ):
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         input_shape = _static_dims(inputs_embeds)[:-1]
         if position_ids is None:
             if input_ids is not None:
                 not_pad = tf.cast(tf.not_equal(input_ids, self.padding_idx), tf.int32)
-                position_ids = (tf.cumsum(not_pad, axis=1) + past_key_values_length) * not_pad + self.padding_idx
+                position_ids = (
+                    tf.cumsum(not_pad, axis=1) + past_key_values_length
+                ) * not_pad + self.padding_idx
             else:
                 position_ids = tf.range(self.padding_idx + 1, input_shape[-1] + self.padding_idx + 1)[None, :]
         if token_type_ids is None:
@@ -216,7 +233,9 @@ class TFXLMRobertaSelfAttention(keras.layers.Layer):
         position_embedding_type: Overrides ``config.position_embedding_type`` (cross-attention is absolute).
     """
 
-    def __init__(self, config: XLMRobertaConfig, position_embedding_type: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, config: XLMRobertaConfig, position_embedding_type: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.config = config
         self.num_attention_heads = config.num_attention_heads
@@ -232,7 +251,9 @@ class TFXLMRobertaSelfAttention(keras.layers.Layer):
         self.max_position_embeddings = config.max_position_embeddings
         if self.position_embedding_type in ("relative_key", "relative_key_query"):
             self.distance_embedding = keras.layers.Embedding(
-                2 * config.max_position_embeddings - 1, self.attention_head_size, embeddings_initializer=init,
+                2 * config.max_position_embeddings - 1,
+                self.attention_head_size,
+                embeddings_initializer=init,
                 name="distance_embedding",
             )
 
@@ -248,8 +269,17 @@ class TFXLMRobertaSelfAttention(keras.layers.Layer):
         x = tf.reshape(x, (batch_size, -1, self.num_attention_heads, self.attention_head_size))
         return tf.transpose(x, (0, 2, 1, 3))
 
-    def call(self, hidden_states, attention_mask=None, head_mask=None, encoder_hidden_states=None,
-             past_key_value=None, past_key_values_length=0, output_attentions=False, training=False):
+    def call(
+        self,
+        hidden_states,
+        attention_mask=None,
+        head_mask=None,
+        encoder_hidden_states=None,
+        past_key_value=None,
+        past_key_values_length=0,
+        output_attentions=False,
+        training=False,
+    ):
         batch_size = _static_dims(hidden_states)[0]
         query = self._split_heads(self.query(hidden_states), batch_size)
         is_cross = encoder_hidden_states is not None
@@ -273,7 +303,9 @@ class TFXLMRobertaSelfAttention(keras.layers.Layer):
             pos_l = tf.range(q_len)[:, None] + past_key_values_length
             pos_r = tf.range(k_len)[None, :]
             table = tf.cast(self.distance_embedding.embeddings, query.dtype)
-            rel = tf.gather(table, pos_l - pos_r + self.max_position_embeddings - 1)  # (q_len, k_len, head_dim)
+            rel = tf.gather(
+                table, pos_l - pos_r + self.max_position_embeddings - 1
+            )  # (q_len, k_len, head_dim)
             scores = scores + tf.einsum("bhld,lrd->bhlr", query, rel)
             if self.position_embedding_type == "relative_key_query":
                 scores = scores + tf.einsum("bhrd,lrd->bhlr", key, rel)
@@ -302,7 +334,9 @@ class TFXLMRobertaSelfOutput(keras.layers.Layer):
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
-        self.dense = keras.layers.Dense(config.hidden_size, kernel_initializer=_initializer(config), name="dense")
+        self.dense = keras.layers.Dense(
+            config.hidden_size, kernel_initializer=_initializer(config), name="dense"
+        )
         self.LayerNorm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="LayerNorm")
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
 
@@ -324,7 +358,9 @@ class TFXLMRobertaAttention(keras.layers.Layer):
         position_embedding_type: Overrides ``config.position_embedding_type``.
     """
 
-    def __init__(self, config: XLMRobertaConfig, position_embedding_type: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, config: XLMRobertaConfig, position_embedding_type: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.self_attention = TFXLMRobertaSelfAttention(config, position_embedding_type, name="self")
         self.dense_output = TFXLMRobertaSelfOutput(config, name="output")
@@ -334,12 +370,26 @@ class TFXLMRobertaAttention(keras.layers.Layer):
         self.dense_output.build(None)
         self.built = True
 
-    def call(self, input_tensor, attention_mask=None, head_mask=None, encoder_hidden_states=None,
-             past_key_value=None, past_key_values_length=0, output_attentions=False, training=False):
+    def call(
+        self,
+        input_tensor,
+        attention_mask=None,
+        head_mask=None,
+        encoder_hidden_states=None,
+        past_key_value=None,
+        past_key_values_length=0,
+        output_attentions=False,
+        training=False,
+    ):
         context, probs, present = self.self_attention(
-            input_tensor, attention_mask=attention_mask, head_mask=head_mask,
-            encoder_hidden_states=encoder_hidden_states, past_key_value=past_key_value,
-            past_key_values_length=past_key_values_length, output_attentions=output_attentions, training=training,
+            input_tensor,
+            attention_mask=attention_mask,
+            head_mask=head_mask,
+            encoder_hidden_states=encoder_hidden_states,
+            past_key_value=past_key_value,
+            past_key_values_length=past_key_values_length,
+            output_attentions=output_attentions,
+            training=training,
         )
         return self.dense_output(context, input_tensor, training=training), probs, present
 
@@ -354,7 +404,9 @@ class TFXLMRobertaIntermediate(keras.layers.Layer):
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
-        self.dense = keras.layers.Dense(config.intermediate_size, kernel_initializer=_initializer(config), name="dense")
+        self.dense = keras.layers.Dense(
+            config.intermediate_size, kernel_initializer=_initializer(config), name="dense"
+        )
         self.intermediate_act_fn = _ACTIVATIONS[config.hidden_act]
 
     def build(self, input_shape=None) -> None:
@@ -375,7 +427,9 @@ class TFXLMRobertaOutput(keras.layers.Layer):
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
-        self.dense = keras.layers.Dense(config.hidden_size, kernel_initializer=_initializer(config), name="dense")
+        self.dense = keras.layers.Dense(
+            config.hidden_size, kernel_initializer=_initializer(config), name="dense"
+        )
         self.LayerNorm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="LayerNorm")
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
 
@@ -405,7 +459,9 @@ class TFXLMRobertaLayer(keras.layers.Layer):
         if self.add_cross_attention:
             if not self.is_decoder:
                 raise ValueError("add_cross_attention=True needs is_decoder=True in the config")
-            self.crossattention = TFXLMRobertaAttention(config, position_embedding_type="absolute", name="crossattention")
+            self.crossattention = TFXLMRobertaAttention(
+                config, position_embedding_type="absolute", name="crossattention"
+            )
         self.intermediate = TFXLMRobertaIntermediate(config, name="intermediate")
         self.bert_output = TFXLMRobertaOutput(config, name="output")
 
@@ -417,13 +473,27 @@ class TFXLMRobertaLayer(keras.layers.Layer):
         self.bert_output.build(None)
         self.built = True
 
-    def call(self, hidden_states, attention_mask=None, head_mask=None, encoder_hidden_states=None,
-             encoder_attention_mask=None, past_key_value=None, past_key_values_length=0,
-             output_attentions=False, training=False):
+    def call(
+        self,
+        hidden_states,
+        attention_mask=None,
+        head_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        past_key_value=None,
+        past_key_values_length=0,
+        output_attentions=False,
+        training=False,
+    ):
         self_past = tuple(past_key_value[:2]) if past_key_value is not None else None
         attention_output, self_probs, present = self.attention(
-            hidden_states, attention_mask=attention_mask, head_mask=head_mask, past_key_value=self_past,
-            past_key_values_length=past_key_values_length, output_attentions=output_attentions, training=training,
+            hidden_states,
+            attention_mask=attention_mask,
+            head_mask=head_mask,
+            past_key_value=self_past,
+            past_key_values_length=past_key_values_length,
+            output_attentions=output_attentions,
+            training=training,
         )
         cross_probs = None
         if self.is_decoder and encoder_hidden_states is not None:
@@ -432,11 +502,17 @@ class TFXLMRobertaLayer(keras.layers.Layer):
                     "encoder_hidden_states were given, but the model has no cross-attention layers; "
                     "build it with config.add_cross_attention=True"
                 )
-            cross_past = tuple(past_key_value[2:]) if past_key_value is not None and len(past_key_value) == 4 else None
+            cross_past = (
+                tuple(past_key_value[2:]) if past_key_value is not None and len(past_key_value) == 4 else None
+            )
             attention_output, cross_probs, cross_present = self.crossattention(
-                attention_output, attention_mask=encoder_attention_mask, head_mask=head_mask,
-                encoder_hidden_states=encoder_hidden_states, past_key_value=cross_past,
-                output_attentions=output_attentions, training=training,
+                attention_output,
+                attention_mask=encoder_attention_mask,
+                head_mask=head_mask,
+                encoder_hidden_states=encoder_hidden_states,
+                past_key_value=cross_past,
+                output_attentions=output_attentions,
+                training=training,
             )
             present = present + cross_present
         intermediate = self.intermediate(attention_output)
@@ -461,9 +537,20 @@ class TFXLMRobertaEncoder(keras.layers.Layer):
             layer.build(None)
         self.built = True
 
-    def call(self, hidden_states, attention_mask=None, head_mask=None, encoder_hidden_states=None,
-             encoder_attention_mask=None, past_key_values=None, past_key_values_length=0, use_cache=False,
-             output_attentions=False, output_hidden_states=False, training=False):
+    def call(
+        self,
+        hidden_states,
+        attention_mask=None,
+        head_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        past_key_values=None,
+        past_key_values_length=0,
+        use_cache=False,
+        output_attentions=False,
+        output_hidden_states=False,
+        training=False,
+    ):
         all_hidden = () if output_hidden_states else None
         all_attn = () if output_attentions else None
         all_cross = () if output_attentions and self.config.add_cross_attention else None
@@ -472,11 +559,14 @@ class TFXLMRobertaEncoder(keras.layers.Layer):
             if output_hidden_states:
                 all_hidden = all_hidden + (hidden_states,)
             hidden_states, probs, cross_probs, present = layer(
-                hidden_states, attention_mask=attention_mask,
+                hidden_states,
+                attention_mask=attention_mask,
                 head_mask=None if head_mask is None else head_mask[i],
-                encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
+                encoder_hidden_states=encoder_hidden_states,
+                encoder_attention_mask=encoder_attention_mask,
                 past_key_value=None if past_key_values is None else past_key_values[i],
-                past_key_values_length=past_key_values_length, output_attentions=output_attentions,
+                past_key_values_length=past_key_values_length,
+                output_attentions=output_attentions,
                 training=training,
             )
             if use_cache:
@@ -488,8 +578,11 @@ class TFXLMRobertaEncoder(keras.layers.Layer):
         if output_hidden_states:
             all_hidden = all_hidden + (hidden_states,)
         return TFBaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states, past_key_values=cache, hidden_states=all_hidden,
-            attentions=all_attn, cross_attentions=all_cross or None,
+            last_hidden_state=hidden_states,
+            past_key_values=cache,
+            hidden_states=all_hidden,
+            attentions=all_attn,
+            cross_attentions=all_cross or None,
         )
 
 
@@ -551,9 +644,22 @@ class TFXLMRobertaMainLayer(keras.layers.Layer):
             )
         return head_mask[:, None, :, None, None]
 
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-             inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
-             use_cache=None, output_attentions=False, output_hidden_states=False, training=False):
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        past_key_values=None,
+        use_cache=None,
+        output_attentions=False,
+        output_hidden_states=False,
+        training=False,
+    ):
         config = self.config
         use_cache = bool(use_cache) if config.is_decoder else False
         input_ids = _to_tensor(input_ids, tf.int32)
@@ -564,8 +670,16 @@ class TFXLMRobertaMainLayer(keras.layers.Layer):
         if past_key_values is not None:
             past_length = _static_dims(past_key_values[0][0])[2]
         total_length = seq_length + past_length
-        _check_inputs(config, input_ids, attention_mask, token_type_ids, position_ids, seq_length, past_length,
-                      batch_size)
+        _check_inputs(
+            config,
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            seq_length,
+            past_length,
+            batch_size,
+        )
         if attention_mask is None:
             attention_mask = tf.ones((batch_size, total_length), tf.int32)
         attention_mask = _to_tensor(attention_mask)
@@ -573,8 +687,12 @@ class TFXLMRobertaMainLayer(keras.layers.Layer):
         position_ids = _to_tensor(position_ids, tf.int32)
 
         embedding_output = self.embeddings(
-            input_ids=input_ids, position_ids=position_ids, token_type_ids=token_type_ids,
-            inputs_embeds=inputs_embeds, past_key_values_length=past_length, training=training,
+            input_ids=input_ids,
+            position_ids=position_ids,
+            token_type_ids=token_type_ids,
+            inputs_embeds=inputs_embeds,
+            past_key_values_length=past_length,
+            training=training,
         )
         # boolean "may attend" mask, (batch, 1, q_len or 1, k_len)
         allowed = tf.not_equal(attention_mask, 0)
@@ -594,27 +712,39 @@ class TFXLMRobertaMainLayer(keras.layers.Layer):
             if encoder_attention_mask is None:
                 encoder_attention_mask = tf.ones(_static_dims(encoder_hidden_states)[:2], tf.int32)
             enc_allowed = tf.not_equal(_to_tensor(encoder_attention_mask), 0)
-            enc_allowed = enc_allowed[:, None, :, :] if enc_allowed.shape.rank == 3 else enc_allowed[:, None, None, :]
+            enc_allowed = (
+                enc_allowed[:, None, :, :] if enc_allowed.shape.rank == 3 else enc_allowed[:, None, None, :]
+            )
             encoder_extended_mask = enc_allowed
 
         encoder_outputs = self.encoder(
-            embedding_output, attention_mask=extended_mask,
+            embedding_output,
+            attention_mask=extended_mask,
             head_mask=None if head_mask is None else self._head_mask(head_mask),
-            encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_extended_mask,
-            past_key_values=past_key_values, past_key_values_length=past_length, use_cache=use_cache,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, training=training,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_extended_mask,
+            past_key_values=past_key_values,
+            past_key_values_length=past_length,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            training=training,
         )
         sequence_output = encoder_outputs["last_hidden_state"]
         pooled = self.pooler(sequence_output) if self.pooler is not None else None
         return TFBaseModelOutputWithPoolingAndCrossAttentions(
-            last_hidden_state=sequence_output, pooler_output=pooled,
-            past_key_values=encoder_outputs.past_key_values, hidden_states=encoder_outputs.hidden_states,
-            attentions=encoder_outputs.attentions, cross_attentions=encoder_outputs.cross_attentions,
+            last_hidden_state=sequence_output,
+            pooler_output=pooled,
+            past_key_values=encoder_outputs.past_key_values,
+            hidden_states=encoder_outputs.hidden_states,
+            attentions=encoder_outputs.attentions,
+            cross_attentions=encoder_outputs.cross_attentions,
         )
 
 
-def _check_inputs(config, input_ids, attention_mask, token_type_ids, position_ids, seq_length, past_length,
-                  batch_size) -> None:
+def _check_inputs(
+    config, input_ids, attention_mask, token_type_ids, position_ids, seq_length, past_length, batch_size
+) -> None:
     """Clear errors for bad input: eagerly with the values, in graphs through tf.debugging asserts."""
     total = seq_length + past_length if isinstance(seq_length, int) and isinstance(past_length, int) else None
     limit = config.max_sequence_length
@@ -627,15 +757,20 @@ def _check_inputs(config, input_ids, attention_mask, token_type_ids, position_id
         )
     if total is None and position_ids is None:
         tf.debugging.assert_less_equal(
-            seq_length + past_length, limit,
+            seq_length + past_length,
+            limit,
             message=f"sequence length exceeds config.max_sequence_length={limit}",
         )
     if attention_mask is not None:
-        mask_shape = tuple(np.shape(attention_mask)) if not tf.is_tensor(attention_mask) else tuple(
-            attention_mask.shape.as_list())
+        mask_shape = (
+            tuple(np.shape(attention_mask))
+            if not tf.is_tensor(attention_mask)
+            else tuple(attention_mask.shape.as_list())
+        )
         expected = (batch_size, total)
         if len(mask_shape) not in (2, 3) or any(
-            isinstance(e, int) and m is not None and m != e for m, e in zip(mask_shape[:1] + mask_shape[-1:], expected)
+            isinstance(e, int) and m is not None and m != e
+            for m, e in zip(mask_shape[:1] + mask_shape[-1:], expected)
         ):
             raise ValueError(
                 f"attention_mask has shape {mask_shape}, expected (batch, past + seq) = {expected} "
@@ -660,10 +795,13 @@ def _check_inputs(config, input_ids, attention_mask, token_type_ids, position_id
                     f"(valid ids are 0..{config.vocab_size - 1})"
                 )
             if smallest < 0:
-                raise ValueError(f"input_ids contain the negative id {smallest}; ids must lie in [0, {config.vocab_size})")
+                raise ValueError(
+                    f"input_ids contain the negative id {smallest}; ids must lie in [0, {config.vocab_size})"
+                )
     else:
         tf.debugging.assert_less(
-            input_ids, tf.cast(config.vocab_size, input_ids.dtype),
+            input_ids,
+            tf.cast(config.vocab_size, input_ids.dtype),
             message=f"input_ids contain an id >= vocab_size={config.vocab_size} (out of vocabulary)",
         )
         tf.debugging.assert_non_negative(input_ids, message="input_ids contain a negative id")
@@ -679,7 +817,9 @@ class TFXLMRobertaLMHead(keras.layers.Layer):
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
-        self.dense = keras.layers.Dense(config.hidden_size, kernel_initializer=_initializer(config), name="dense")
+        self.dense = keras.layers.Dense(
+            config.hidden_size, kernel_initializer=_initializer(config), name="dense"
+        )
         self.layer_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="layer_norm")
         self.decoder = None
         if not config.tie_word_embeddings:
@@ -700,7 +840,9 @@ class TFXLMRobertaLMHead(keras.layers.Layer):
         if self.decoder is not None:
             logits = self.decoder(hidden_states)
         else:
-            logits = tf.matmul(hidden_states, tf.cast(embedding_matrix, hidden_states.dtype), transpose_b=True)
+            logits = tf.matmul(
+                hidden_states, tf.cast(embedding_matrix, hidden_states.dtype), transpose_b=True
+            )
         return logits + tf.cast(self.bias, logits.dtype)
 
 
@@ -715,8 +857,12 @@ class TFXLMRobertaClassificationHead(keras.layers.Layer):
         super().__init__(**kwargs)
         self.config = config
         init = _initializer(config)
-        self.dense = keras.layers.Dense(config.hidden_size, kernel_initializer=init, activation="tanh", name="dense")
-        rate = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dense = keras.layers.Dense(
+            config.hidden_size, kernel_initializer=init, activation="tanh", name="dense"
+        )
+        rate = (
+            config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        )
         self.dropout = keras.layers.Dropout(rate)
         self.out_proj = keras.layers.Dense(config.num_labels, kernel_initializer=init, name="out_proj")
 
@@ -752,7 +898,9 @@ def _unpack_inputs(arg_names: tuple[str, ...], values: dict[str, Any]) -> dict[s
                 values[key] = value
     elif isinstance(main, list | tuple):
         if len(main) > len(arg_names):
-            raise ValueError(f"got {len(main)} inputs in a list; this model takes at most {len(arg_names)}: {arg_names}")
+            raise ValueError(
+                f"got {len(main)} inputs in a list; this model takes at most {len(arg_names)}: {arg_names}"
+            )
         values = dict(values, input_ids=None)
         for key, value in zip(arg_names, main):
             if values.get(key) is not None and value is not None:
@@ -852,7 +1000,9 @@ class TFXLMRobertaPreTrainedModel(TFTrainingMixin, keras.Model):
             from .training import export_saved_model
 
             return export_saved_model(self, filepath)
-        return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
+        return super().export(
+            filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs
+        )
 
     @property
     def _default_save_signature(self):
@@ -879,12 +1029,19 @@ class TFXLMRobertaPreTrainedModel(TFTrainingMixin, keras.Model):
         if a["input_ids"] is None and a["inputs_embeds"] is None:
             raise ValueError("You have to specify either input_ids or inputs_embeds")
         return self.roberta(
-            input_ids=a["input_ids"], attention_mask=a["attention_mask"], token_type_ids=a["token_type_ids"],
-            position_ids=a["position_ids"], head_mask=a["head_mask"], inputs_embeds=a["inputs_embeds"],
+            input_ids=a["input_ids"],
+            attention_mask=a["attention_mask"],
+            token_type_ids=a["token_type_ids"],
+            position_ids=a["position_ids"],
+            head_mask=a["head_mask"],
+            inputs_embeds=a["inputs_embeds"],
             encoder_hidden_states=a.get("encoder_hidden_states"),
-            encoder_attention_mask=a.get("encoder_attention_mask"), past_key_values=a.get("past_key_values"),
-            use_cache=a.get("use_cache"), output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states, training=training,
+            encoder_attention_mask=a.get("encoder_attention_mask"),
+            past_key_values=a.get("past_key_values"),
+            use_cache=a.get("use_cache"),
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            training=training,
         )
 
     def _prediction(self, out):
@@ -933,9 +1090,23 @@ class TFXLMRobertaModel(TFXLMRobertaPreTrainedModel):
         self.roberta.build(None)
         self.built = True
 
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-             inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
-             use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, training=False):
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        past_key_values=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        training=False,
+    ):
         a = _unpack_inputs(self._arg_names, locals())
         oa, oh, rd = self._flags(a["output_attentions"], a["output_hidden_states"], a["return_dict"])
         if a["use_cache"] is None:
@@ -966,10 +1137,24 @@ class TFXLMRobertaForCausalLM(TFXLMRobertaPreTrainedModel):
         self.lm_head.build(None)
         self.built = True
 
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-             inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
-             use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, labels=None,
-             training=False):
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        past_key_values=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        labels=None,
+        training=False,
+    ):
         a = _unpack_inputs(self._arg_names, locals())
         oa, oh, rd = self._flags(a["output_attentions"], a["output_hidden_states"], a["return_dict"])
         if a["labels"] is not None:
@@ -977,12 +1162,19 @@ class TFXLMRobertaForCausalLM(TFXLMRobertaPreTrainedModel):
         elif a["use_cache"] is None:
             a["use_cache"] = self.config.use_cache
         out = self._roberta(a, oa, oh, training)
-        logits = self.lm_head(out["last_hidden_state"],
-                              embedding_matrix=self.roberta.embeddings.word_embeddings.embeddings)
+        logits = self.lm_head(
+            out["last_hidden_state"], embedding_matrix=self.roberta.embeddings.word_embeddings.embeddings
+        )
         loss = None if a["labels"] is None else losses.causal_lm_loss(a["labels"], logits)
-        return self._finish(rd, loss=loss, logits=logits, past_key_values=out.past_key_values,
-                            hidden_states=out.hidden_states, attentions=out.attentions,
-                            cross_attentions=out.cross_attentions)
+        return self._finish(
+            rd,
+            loss=loss,
+            logits=logits,
+            past_key_values=out.past_key_values,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+            cross_attentions=out.cross_attentions,
+        )
 
 
 @keras.saving.register_keras_serializable(package="xlmr")
@@ -1006,17 +1198,30 @@ class TFXLMRobertaForMaskedLM(TFXLMRobertaPreTrainedModel):
         self.lm_head.build(None)
         self.built = True
 
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-             inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None, labels=None,
-             training=False):
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        labels=None,
+        training=False,
+    ):
         a = _unpack_inputs(self._arg_names, locals())
         oa, oh, rd = self._flags(a["output_attentions"], a["output_hidden_states"], a["return_dict"])
         out = self._roberta(a, oa, oh, training)
-        logits = self.lm_head(out["last_hidden_state"],
-                              embedding_matrix=self.roberta.embeddings.word_embeddings.embeddings)
+        logits = self.lm_head(
+            out["last_hidden_state"], embedding_matrix=self.roberta.embeddings.word_embeddings.embeddings
+        )
         loss = None if a["labels"] is None else losses.masked_lm_loss(a["labels"], logits)
-        return self._finish(rd, loss=loss, logits=logits, hidden_states=out.hidden_states,
-                            attentions=out.attentions)
+        return self._finish(
+            rd, loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
 
 
 @keras.saving.register_keras_serializable(package="xlmr")
@@ -1041,16 +1246,32 @@ class TFXLMRobertaForSequenceClassification(TFXLMRobertaPreTrainedModel):
         self.classifier.build(None)
         self.built = True
 
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-             inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None, labels=None,
-             training=False):
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        labels=None,
+        training=False,
+    ):
         a = _unpack_inputs(self._arg_names, locals())
         oa, oh, rd = self._flags(a["output_attentions"], a["output_hidden_states"], a["return_dict"])
         out = self._roberta(a, oa, oh, training)
         logits = self.classifier(out["last_hidden_state"], training=training)
-        loss = None if a["labels"] is None else losses.sequence_classification_loss(a["labels"], logits, self.config)
-        return self._finish(rd, loss=loss, logits=logits, hidden_states=out.hidden_states,
-                            attentions=out.attentions)
+        loss = (
+            None
+            if a["labels"] is None
+            else losses.sequence_classification_loss(a["labels"], logits, self.config)
+        )
+        return self._finish(
+            rd, loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
 
 
 @keras.saving.register_keras_serializable(package="xlmr")
@@ -1068,16 +1289,29 @@ class TFXLMRobertaForMultipleChoice(TFXLMRobertaPreTrainedModel):
         super().__init__(config, *inputs, **kwargs)
         self.roberta = TFXLMRobertaMainLayer(self.config, add_pooling_layer=True, name="roberta")
         self.dropout = keras.layers.Dropout(self.config.hidden_dropout_prob)
-        self.classifier = keras.layers.Dense(1, kernel_initializer=_initializer(self.config), name="classifier")
+        self.classifier = keras.layers.Dense(
+            1, kernel_initializer=_initializer(self.config), name="classifier"
+        )
 
     def build(self, input_shape=None) -> None:
         self.roberta.build(None)
         self.classifier.build((None, self.config.hidden_size))
         self.built = True
 
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-             inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None, labels=None,
-             training=False):
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        labels=None,
+        training=False,
+    ):
         a = _unpack_inputs(self._arg_names, locals())
         oa, oh, rd = self._flags(a["output_attentions"], a["output_hidden_states"], a["return_dict"])
         ref = a["input_ids"] if a["input_ids"] is not None else a["inputs_embeds"]
@@ -1100,8 +1334,9 @@ class TFXLMRobertaForMultipleChoice(TFXLMRobertaPreTrainedModel):
         pooled = self.dropout(out["pooler_output"], training=training)
         logits = tf.reshape(self.classifier(pooled), (-1, num_choices))
         loss = None if a["labels"] is None else losses.multiple_choice_loss(a["labels"], logits)
-        return self._finish(rd, loss=loss, logits=logits, hidden_states=out.hidden_states,
-                            attentions=out.attentions)
+        return self._finish(
+            rd, loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
 
 
 @keras.saving.register_keras_serializable(package="xlmr")
@@ -1123,23 +1358,37 @@ class TFXLMRobertaForTokenClassification(TFXLMRobertaPreTrainedModel):
         self.dropout = keras.layers.Dropout(
             c.classifier_dropout if c.classifier_dropout is not None else c.hidden_dropout_prob
         )
-        self.classifier = keras.layers.Dense(c.num_labels, kernel_initializer=_initializer(c), name="classifier")
+        self.classifier = keras.layers.Dense(
+            c.num_labels, kernel_initializer=_initializer(c), name="classifier"
+        )
 
     def build(self, input_shape=None) -> None:
         self.roberta.build(None)
         self.classifier.build((None, None, self.config.hidden_size))
         self.built = True
 
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-             inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None, labels=None,
-             training=False):
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        labels=None,
+        training=False,
+    ):
         a = _unpack_inputs(self._arg_names, locals())
         oa, oh, rd = self._flags(a["output_attentions"], a["output_hidden_states"], a["return_dict"])
         out = self._roberta(a, oa, oh, training)
         logits = self.classifier(self.dropout(out["last_hidden_state"], training=training))
         loss = None if a["labels"] is None else losses.token_classification_loss(a["labels"], logits)
-        return self._finish(rd, loss=loss, logits=logits, hidden_states=out.hidden_states,
-                            attentions=out.attentions)
+        return self._finish(
+            rd, loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
 
 
 @keras.saving.register_keras_serializable(package="xlmr")
@@ -1167,9 +1416,21 @@ class TFXLMRobertaForQuestionAnswering(TFXLMRobertaPreTrainedModel):
         self.qa_outputs.build((None, None, self.config.hidden_size))
         self.built = True
 
-    def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
-             inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None,
-             start_positions=None, end_positions=None, training=False):
+    def call(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        head_mask=None,
+        inputs_embeds=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        start_positions=None,
+        end_positions=None,
+        training=False,
+    ):
         a = _unpack_inputs(self._arg_names, locals())
         oa, oh, rd = self._flags(a["output_attentions"], a["output_hidden_states"], a["return_dict"])
         out = self._roberta(a, oa, oh, training)
@@ -1183,5 +1444,11 @@ class TFXLMRobertaForQuestionAnswering(TFXLMRobertaPreTrainedModel):
         loss = None
         if a["start_positions"] is not None and a["end_positions"] is not None:
             loss = losses.span_loss(a["start_positions"], a["end_positions"], start_logits, end_logits)
-        return self._finish(rd, loss=loss, start_logits=start_logits, end_logits=end_logits,
-                            hidden_states=out.hidden_states, attentions=out.attentions)
+        return self._finish(
+            rd,
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )

@@ -61,7 +61,9 @@ class TFTrainingMixin:
                 elif isinstance(y, list | tuple) and len(y) == len(names):
                     x.update(zip(names, y))
                 else:
-                    raise ValueError(f"cannot map y onto the label arguments {names}; pass them in the input dict")
+                    raise ValueError(
+                        f"cannot map y onto the label arguments {names}; pass them in the input dict"
+                    )
         return x, y, sample_weight
 
     def _labels_from_inputs(self, x):
@@ -136,12 +138,23 @@ def export_saved_model(model, export_dir: str | os.PathLike, int_dtype: str = "i
         raise FileExistsError(f"{export_dir} exists and is not empty; refusing to overwrite it")
     model.build_model()
     shape = (None,) * _signature_rank(model)
-    spec = [tf.TensorSpec(shape, int_dtype, name="input_ids"), tf.TensorSpec(shape, int_dtype, name="attention_mask")]
+    spec = [
+        tf.TensorSpec(shape, int_dtype, name="input_ids"),
+        tf.TensorSpec(shape, int_dtype, name="attention_mask"),
+    ]
 
     def serve(input_ids, attention_mask):
-        out = model(input_ids=input_ids, attention_mask=attention_mask, training=False, return_dict=True,
-                    use_cache=False) if "use_cache" in model._arg_names else model(
-            input_ids=input_ids, attention_mask=attention_mask, training=False, return_dict=True)
+        out = (
+            model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                training=False,
+                return_dict=True,
+                use_cache=False,
+            )
+            if "use_cache" in model._arg_names
+            else model(input_ids=input_ids, attention_mask=attention_mask, training=False, return_dict=True)
+        )
         return {k: v for k, v in out.items() if tf.is_tensor(v)}
 
     archive = keras.export.ExportArchive()
