@@ -115,3 +115,20 @@ def test_checks_do_not_break_compile(model):
     assert seen and all(seen)
     reasons = " ".join(str(b.reason) for b in explained.break_reasons)
     assert "item" not in reasons and "aminmax" not in reasons, reasons
+
+
+def test_labels_as_numpy_or_list_match_tensors_and_bad_labels_name_the_argument():
+    import numpy as np
+
+    config = tiny_config(num_labels=3)
+    model = xlmr_torch.XLMRobertaForSequenceClassification(config).eval()
+    ids = _ids(2, 5)
+    with torch.no_grad():
+        expected = model(ids, labels=torch.tensor([0, 2])).loss
+        assert torch.equal(model(ids, labels=np.array([0, 2])).loss, expected)
+        assert torch.equal(model(ids, labels=[0, 2]).loss, expected)
+        with pytest.raises(TypeError, match="labels"):
+            model(ids, labels=["neg", object()])
+    qa = xlmr_torch.XLMRobertaForQuestionAnswering(tiny_config(num_labels=2)).eval()
+    with torch.no_grad(), pytest.raises(TypeError, match="start_positions"):
+        qa(ids, start_positions={"a": 1}, end_positions=[1, 2])

@@ -1,6 +1,6 @@
 """``xlmr-demo``: train, convert and cross-check a small XLM-R language identifier in three frameworks.
 
-Default run (offline, a couple of minutes on 2 CPU cores)::
+Default run (offline, about 30 seconds on 2 CPU cores)::
 
     xlmr-demo                      # tokenizer -> Keras training -> torch/flax files -> 3 backends agree
     xlmr-demo --workdir out --keep # keep the checkpoints (out/tf, out/torch, out/flax)

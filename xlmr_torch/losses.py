@@ -114,4 +114,17 @@ def compute_loss(kind: str, config: XLMRobertaConfig, logits, *labels: torch.Ten
         fn = LOSS_FUNCTIONS[kind]
     except KeyError:
         raise ValueError(f"unknown loss kind {kind!r}; expected one of {tuple(LOSS_FUNCTIONS)}") from None
-    return fn(config, logits, *labels)
+    names = ("start_positions", "end_positions") if kind == "span" else ("labels",)
+    return fn(config, logits, *(_as_tensor(value, name) for value, name in zip(labels, names)))
+
+
+def _as_tensor(value, name: str) -> torch.Tensor:
+    """Labels given as numpy arrays or lists become tensors; anything else is a TypeError naming them."""
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"{name} must be a tensor, array or list of numbers, got {type(value).__name__}"
+        ) from None
