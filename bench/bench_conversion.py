@@ -4,7 +4,8 @@
 
 The benchmark writes an xlm-roberta-base-sized XLMRobertaForMaskedLM checkpoint (vocab 250002,
 hidden 768, 12 layers; 278M parameters, 1.11 GB as float32 safetensors) with random weights in
-a temporary directory, converts it safetensors -> each format and each format -> safetensors,
+a temporary directory, converts it safetensors -> each format, between every two framework formats (xlmr only) and
+each format -> safetensors,
 and times each conversion in a fresh subprocess, reading its peak RSS (``VmHWM``) at the
 end (the checkpoint is made in a subprocess too, so no child inherits a big parent). xlmr's time includes re-reading and checking the written file. Memory is reported as
 peak RSS / checkpoint size (the float32 safetensors file); the interpreter and its imports count.
@@ -136,16 +137,20 @@ def run(quick: bool = False) -> list[dict]:
             f"{'tiny' if quick else 'xlm-roberta-base'} MaskedLM, checkpoint {size / 1e9:.3f} GB float32"
         )
 
-        def measure(source: Path, source_fmt: str, to: str, keep: bool) -> None:
+        def measure(source: Path, source_fmt: str, to: str, keep: bool, with_hf: bool = True) -> None:
             out = tmp / f"out_{source_fmt}_{to}"
             mine = _child(_XLMR_CHILD, str(source), str(out), to)
             hf = None
-            if not quick:
+            if not quick and with_hf:
                 hf_out = tmp / f"hf_{source_fmt}_{to}"
                 hf = _child(_HF_CHILD, str(source), str(hf_out), source_fmt, to)
                 shutil.rmtree(hf_out, ignore_errors=True)
             pair = f"convert {source_fmt} -> {to}"
-            route = "HF: from_pretrained + save_pretrained" if hf else "HF route not run (quick)"
+            route = (
+                "HF: from_pretrained + save_pretrained"
+                if hf
+                else ("HF route not run (quick)" if quick else "HF route not measured for this pair")
+            )
             nan = float("nan")
             rows.append(dict(benchmark=pair, backend="numpy", xlmr=mine["seconds"], hf=hf["seconds"] if hf else nan,
                              unit="s", ratio=hf["seconds"] / mine["seconds"] if hf else nan,
@@ -162,6 +167,10 @@ def run(quick: bool = False) -> list[dict]:
             measure(src, "safetensors", to, keep=to != "safetensors")
             if to != "safetensors":
                 kept[to] = tmp / f"out_safetensors_{to}"
+        for fmt, directory in kept.items():  # the pairs between the framework formats, xlmr only
+            for to in kept:
+                if to != fmt:
+                    measure(directory, fmt, to, keep=False, with_hf=False)
         for fmt, directory in kept.items():  # each format -> safetensors
             measure(directory, fmt, "safetensors", keep=False)
             shutil.rmtree(directory, ignore_errors=True)
