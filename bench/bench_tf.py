@@ -18,17 +18,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from bench.shapes import XLMR_BASE  # noqa: E402
 from xlmr import XLMRobertaConfig  # noqa: E402
 
-BASE = dict(
-    vocab_size=250002,
-    hidden_size=768,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    intermediate_size=3072,
-    max_position_embeddings=514,
-    type_vocab_size=1,
-)
+BASE = XLMR_BASE
 TINY = dict(
     vocab_size=1000,
     hidden_size=64,
