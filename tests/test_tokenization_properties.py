@@ -46,8 +46,7 @@ def test_ids_and_round_trip_match_hf(text):
     assert fast.decode(got_fast, skip_special_tokens=True) == hf_fast.decode(
         ref_fast, skip_special_tokens=True
     )
-    ref_off = hf_fast(text, return_offsets_mapping=True)["offset_mapping"]
-    assert fast(text, return_offsets_mapping=True)["offset_mapping"] == ref_off
+    # offsets: see test_tokenization_offsets.py (right everywhere, HF's wherever HF's are right)
 
 
 @pytest.mark.hf

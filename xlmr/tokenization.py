@@ -28,6 +28,7 @@ import numpy as np
 from tokenizers import AddedToken
 from tokenizers import Tokenizer as _BackendTokenizer
 
+from ._offsets import OffsetAligner
 from ._tokenization_spm import (
     FAIRSEQ_OFFSET,
     SPIECE_UNDERLINE,
@@ -2128,6 +2129,18 @@ class XLMRobertaTokenizerFast(_XLMRobertaTokenizerBase):
 
     def _refresh_ids(self) -> None:
         self._all_special_ids_cache = None
+        self._offset_aligner = None  # rebuilt from the (changed) added vocabulary on next use
+
+    def _aligned(self, encodings, items, is_split_into_words: bool, split_special_tokens: bool) -> list:
+        """Wrap backend encodings with repaired offsets (see ``xlmr._offsets``); ``items[j]`` is the batch
+        item encoding j came from."""
+        aligner = self.__dict__.get("_offset_aligner")
+        if aligner is None:
+            aligner = self._offset_aligner = OffsetAligner(self._tokenizer)
+        return [
+            aligner.align(enc, item, is_split_into_words, split_special_tokens)
+            for enc, item in zip(encodings, items)
+        ]
 
     @property
     def backend_tokenizer(self) -> _BackendTokenizer:
@@ -2331,6 +2344,9 @@ class XLMRobertaTokenizerFast(_XLMRobertaTokenizerBase):
                     flat.extend(e.overflowing)
                     mapping.extend([i] * (1 + len(e.overflowing)))
                 encs = flat
+            if track_offsets:
+                items = [batch[i] for i in mapping] if mapping is not None else batch
+                encs = self._aligned(encs, items, is_split_into_words, split)
             return encs, mapping
 
         encodings, mapping = encode(track_offsets=return_offsets_mapping)
