@@ -190,14 +190,10 @@ class OffsetAligner:
         return hit
 
     def _is_added(self, text: str, s: int, e: int, token_id: int) -> bool:
+        """Whether the token is an added token matched in the text (its span holds the token's text);
+        the model's own ``<unk>`` shares an added token's id."""
         content = self._added.get(token_id)
-        if content is None:
-            return False
-        while s < e and self._blank(text[s]):
-            s += 1
-        while e > s and self._blank(text[e - 1]):
-            e -= 1
-        return text[s:e] == content
+        return content is not None and content in text[s:e]
 
     def _align_group(self, text, members, offsets, ids, split_special_tokens) -> None:
         added = self._added
@@ -239,7 +235,7 @@ class OffsetAligner:
             if s == e or (first and token[0] == space and raw == token[1:]):
                 continue  # an inserted "▁" merged with the piece's first characters
             prev = None if first else offsets[members[n - 1]]
-            nxt = offsets[members[n + 1]][0] if n + 1 < len(members) else None
+            nxt, nxt_end = offsets[members[n + 1]] if n + 1 < len(members) else (None, None)
             # 3. the "▁" put in front of a piece comes from no character
             if token == space and prev is None:
                 if not self._normalized(raw).startswith(space):
@@ -267,21 +263,18 @@ class OffsetAligner:
             if end > e:
                 offsets[i] = (s, end)
             # 5. a piece of an expanded character given the span of a character removed after it
-            if prev is not None and not self._produces(text, (s, end), prev, token, ids[i]):
-                if ids[i] in added or self._produces(text, prev, None, token, ids[i]):
+            if prev is not None and not self._produces(text, (s, end), prev, token, ids[i], nxt_end):
+                if ids[i] in added or self._produces(text, prev, None, token, ids[i], nxt_end):
                     offsets[i] = prev
 
     def _strip_added(self, text: str, s: int, e: int, token_id: int) -> tuple[int, int]:
-        """Step 2: an added token that strips whitespace spans its own text only."""
+        """Step 2: an added token spans its own text only (not the whitespace it strips)."""
+        content = self._added[token_id]
+        if text[s:e] == content:
+            return s, e
         tok = self._stripped.get(token_id)
-        if tok is not None:
-            if tok.lstrip:
-                while s < e and self._blank(text[s]):
-                    s += 1
-            if tok.rstrip:
-                while e > s and self._blank(text[e - 1]):
-                    e -= 1
-        return s, e
+        at = text.rfind(content, s, e) if tok is not None and tok.lstrip else text.find(content, s, e)
+        return at, at + len(content)
 
     def _inserted_space(self, text, members, n, offsets, ids) -> None:
         """Step 3 for the token ``members[n]`` that starts a piece of unchanged text."""
@@ -292,11 +285,16 @@ class OffsetAligner:
                 p = offsets[members[n + 1]][0] if n + 1 < len(members) else s
                 offsets[i] = (p, p)
 
-    def _produces(self, text: str, span, prev, token: str, token_id: int) -> bool:
-        """Whether the characters in ``span`` can have produced ``token``."""
+    def _produces(self, text: str, span, prev, token: str, token_id: int, right: int | None) -> bool:
+        """Whether the characters in ``span`` can have produced ``token`` (``right``: where the next
+        token ends, the context that decides whether a mark survives normalization)."""
         s, e = span
         if token_id in self._added:  # the model's <unk>: its text is unknown, but it is not nothing
-            return self._normalized(text[prev[0] : e]) != self._normalized(text[prev[0] : s])
+            if all(self._is_removed(c) for c in text[s:e]):
+                return False
+            left = min(prev[0], max(0, s - 4))  # graphemes reach back: "⬤\u200c\u0746"
+            right = max(e, min(len(text), e + 4) if right is None else right)
+            return self._normalized(text[left:right]) != self._normalized(text[left:s] + text[e:right])
         raw = text[s:e]
         if token == self._space:
             return " " in raw or self._space in raw or self._space in self._normalized(raw)

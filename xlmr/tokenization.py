@@ -5,7 +5,8 @@ Both follow HF transformers 4.57's calling conventions and outputs (``XLMRoberta
 SentencePiece piece i at i + 1, ``<mask>`` last), ``<s> A </s>`` / ``<s> A </s></s> B </s>``,
 padding / truncation / overflow, and HF's directory layout for save / load. The slow class follows HF's
 slow tokenizer (python truncation, one overflow window per example), the fast class HF's fast one
-(truncation and padding in ``tokenizers``, all overflow windows, offsets, ``word_ids()``).
+(truncation and padding in ``tokenizers``, all overflow windows, offsets, ``word_ids()``); its offsets
+are HF's except where HF's point at the wrong characters (repaired in ``xlmr._offsets``).
 
 Only numpy, sentencepiece and tokenizers are imported here; ``return_tensors="pt"/"tf"/"jax"`` imports
 the framework when asked.
