@@ -30,11 +30,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.shapes import XLMR_BASE
+from bench.shapes import TINY, XLMR_BASE
 
 BASE = XLMR_BASE
-TINY = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-            max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5)  # fmt: skip
 HEAD = "masked_lm"
 ROOT = Path(__file__).resolve().parents[1]
 

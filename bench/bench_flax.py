@@ -24,13 +24,13 @@ import statistics
 import sys
 import time
 
+from bench import shapes
 from bench.shapes import XLMR_BASE
 
 BASE = XLMR_BASE
 SMALL = dict(vocab_size=8000, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
              max_position_embeddings=130, type_vocab_size=1, layer_norm_eps=1e-5, num_labels=3)  # fmt: skip
-TINY = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-            max_position_embeddings=130, type_vocab_size=1, layer_norm_eps=1e-5, num_labels=3)  # fmt: skip
+TINY = dict(shapes.TINY, max_position_embeddings=130, num_labels=3)
 
 
 def _inputs(vocab_size: int, batch: int, seq: int, pad_token_id: int = 1):

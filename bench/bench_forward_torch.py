@@ -15,19 +15,9 @@ import statistics
 import sys
 import time
 
-from bench.shapes import XLMR_BASE
+from bench.shapes import TINY, XLMR_BASE
 
 BASE = XLMR_BASE
-TINY = dict(
-    vocab_size=1000,
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=128,
-    max_position_embeddings=514,
-    type_vocab_size=1,
-    layer_norm_eps=1e-5,
-)
 
 
 def _inputs(torch, vocab_size: int, batch: int, seq: int, pad_token_id: int = 1):

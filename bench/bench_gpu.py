@@ -21,19 +21,11 @@ import statistics
 import sys
 import time
 
-from bench.shapes import XLMR_BASE
+from bench.shapes import TINY, XLMR_BASE
 
 BATCH, SEQ = 32, 512
 SHAPE = dict(XLMR_BASE)
 DEVICE = "cuda"
-TINY = dict(
-    XLMR_BASE,
-    vocab_size=1000,
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=128,
-)
 
 
 def _inputs(vocab_size: int):

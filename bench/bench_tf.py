@@ -18,19 +18,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from bench import shapes  # noqa: E402
 from bench.shapes import XLMR_BASE  # noqa: E402
 from xlmr import XLMRobertaConfig  # noqa: E402
 
 BASE = XLMR_BASE
-TINY = dict(
-    vocab_size=1000,
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=128,
-    max_position_embeddings=130,
-    type_vocab_size=1,
-)
+TINY = dict(shapes.TINY, max_position_embeddings=130)
 FIT_SMALL = dict(
     vocab_size=8000,
     hidden_size=256,

@@ -11,3 +11,13 @@ XLMR_BASE = dict(
     type_vocab_size=1,
     layer_norm_eps=1e-5,
 )
+
+# The same model, shrunk: what --quick smoke runs use.
+TINY = dict(
+    XLMR_BASE,
+    vocab_size=1000,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=128,
+)

@@ -200,35 +200,24 @@ def test_pairs_and_pre_split_words_against_the_oracle():
     got = fast(pairs, return_offsets_mapping=True)
     ref = hf_fast(pairs, return_offsets_mapping=True)
     assert got["input_ids"] == ref["input_ids"]
+
+    def check_part(b, keep, text):
+        ids = [got["input_ids"][b][i] for i in keep]
+        mine = [got["offset_mapping"][b][i] for i in keep]
+        theirs = [ref["offset_mapping"][b][i] for i in keep]
+        check_sequence("full", text, fast.convert_ids_to_tokens(ids), ids, mine, theirs)
+
     for b, pair in enumerate(pairs):
         seq = got.sequence_ids(b)
         for sid, text in enumerate(pair):
-            keep = [i for i, s in enumerate(seq) if s == sid]
-            ids = [got["input_ids"][b][i] for i in keep]
-            check_sequence(
-                "full",
-                text,
-                fast.convert_ids_to_tokens(ids),
-                ids,
-                [got["offset_mapping"][b][i] for i in keep],
-                [ref["offset_mapping"][b][i] for i in keep],
-            )
+            check_part(b, [i for i, s in enumerate(seq) if s == sid], text)
     words = [t.split(" ") for t in texts[:100]]
     got = fast(words, is_split_into_words=True, return_offsets_mapping=True)
     ref = hf_fast(words, is_split_into_words=True, return_offsets_mapping=True)
     for b, ws in enumerate(words):
         word_ids = got.word_ids(b)
         for w, word in enumerate(ws):
-            keep = [i for i, x in enumerate(word_ids) if x == w]
-            ids = [got["input_ids"][b][i] for i in keep]
-            check_sequence(
-                "full",
-                word,
-                fast.convert_ids_to_tokens(ids),
-                ids,
-                [got["offset_mapping"][b][i] for i in keep],
-                [ref["offset_mapping"][b][i] for i in keep],
-            )
+            check_part(b, [i for i, x in enumerate(word_ids) if x == w], word)
 
 
 def test_overflow_windows_keep_the_offsets_of_the_whole_text():

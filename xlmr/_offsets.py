@@ -238,9 +238,7 @@ class OffsetAligner:
             nxt, nxt_end = offsets[members[n + 1]] if n + 1 < len(members) else (None, None)
             # 3. the "▁" put in front of a piece comes from no character
             if token == space and prev is None:
-                if not self._normalized(raw).startswith(space):
-                    p = nxt if nxt is not None and nxt >= s else s
-                    offsets[i] = (p, p)
+                self._inserted_space(text, members, n, offsets, ids)
                 continue
             # 4. characters that compose into this token's last character (or, when the next token is in
             # view, any uncovered character that changes the normalization of the span)
@@ -277,13 +275,18 @@ class OffsetAligner:
         return at, at + len(content)
 
     def _inserted_space(self, text, members, n, offsets, ids) -> None:
-        """Step 3 for the token ``members[n]`` that starts a piece of unchanged text."""
+        """Step 3 for the token ``members[n]``, which starts a piece: a "▁" that comes from no character
+        gets the empty span where it was inserted (where the next token starts)."""
         i = members[n]
-        if self._vocab[ids[i]] == self._space:
-            s, e = offsets[i]
-            if s < e and text[s] not in (" ", self._space):
-                p = offsets[members[n + 1]][0] if n + 1 < len(members) else s
-                offsets[i] = (p, p)
+        if self._vocab[ids[i]] != self._space:
+            return
+        s, e = offsets[i]
+        raw = text[s:e]
+        if not raw or raw[0] in (" ", self._space) or self._normalized(raw).startswith(self._space):
+            return  # a real space (or a character normalized to one)
+        nxt = offsets[members[n + 1]][0] if n + 1 < len(members) else s
+        p = nxt if nxt >= s else s
+        offsets[i] = (p, p)
 
     def _produces(self, text: str, span, prev, token: str, token_id: int, right: int | None) -> bool:
         """Whether the characters in ``span`` can have produced ``token`` (``right``: where the next
