@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from xlmr import weights as W
+from xlmr._fileio import temp_path
 from xlmr.config import XLMRobertaConfig
 from xlmr.heads import Head
 
@@ -273,23 +273,6 @@ def read_checkpoint(open_one: Callable[[Path], LazyStateDict], path: Path) -> di
 
 
 # -- staged writes -----------------------------------------------------------------------------------
-def temp_path(target: Path) -> Path:
-    """A fresh temporary name beside ``target`` that no reader picks up."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the final file the usual mode
-    return Path(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()
-
-
 @dataclass
 class Staged:
     """Files written under temporary names; :meth:`commit` moves them into place (index last)."""
