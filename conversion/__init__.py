@@ -16,6 +16,9 @@ from .convert import (
     convert as convert,
 )
 from .io import (
+    FORMAT_ALIASES as FORMAT_ALIASES,
+)
+from .io import (
     FORMATS as FORMATS,
 )
 from .io import (
@@ -29,6 +32,9 @@ from .io import (
 )
 from .io import (
     read_state_dict as read_state_dict,
+)
+from .io import (
+    resolve_format as resolve_format,
 )
 from .io import (
     save_pretrained as save_pretrained,

@@ -13,7 +13,12 @@ import sys
 
 from .common import DTYPES
 from .convert import convert
-from .io import FORMATS
+from .io import FORMAT_ALIASES, FORMATS
+
+
+def _format(name: str) -> str:
+    """``--to`` takes a format or one of its aliases (``h5``, ``msgpack``, ``pt``...)."""
+    return FORMAT_ALIASES.get(name.lower(), name)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         "src", metavar="SRC", help="checkpoint directory, or a weight file (config.json beside it)"
     )
     parser.add_argument("dst", metavar="DST", help="output directory")
-    parser.add_argument("--to", required=True, choices=tuple(FORMATS), help="weight format to write")
+    parser.add_argument(
+        "--to", required=True, type=_format, choices=tuple(FORMATS), help="weight format to write"
+    )
     parser.add_argument("--dtype", choices=DTYPES, help="cast the weights (exact numpy / ml_dtypes casts)")
     parser.add_argument("--config", help="config.json to use when SRC is a weight file without one beside it")
     parser.add_argument("--max-shard-size", help="write HF shards + index above this size, e.g. 2GB")

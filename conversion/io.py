@@ -26,7 +26,32 @@ FORMATS: dict[str, tuple[str, str]] = {
     "flax": ("flax_model.msgpack", "flax_model.msgpack.index.json"),
 }
 
-__all__ = ["CheckpointError", "FORMATS", "find_weight_file", "format_of", "open_state_dict", "read_state_dict",
+#: Every spelling ``save_pretrained(format=...)`` and ``xlmr-convert --to`` accept -> the format.
+FORMAT_ALIASES: dict[str, str] = {
+    **{fmt: fmt for fmt in FORMATS},
+    "pt": "pytorch",
+    "torch": "pytorch",
+    "bin": "pytorch",
+    "h5": "tf",
+    "tensorflow": "tf",
+    "keras": "tf",
+    "msgpack": "flax",
+    "jax": "flax",
+}
+
+
+def resolve_format(name: str) -> str:
+    """The weight format that ``name`` (a format or one of :data:`FORMAT_ALIASES`) names."""
+    try:
+        return FORMAT_ALIASES[str(name).lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown format {name!r}; expected one of {', '.join(FORMATS)} "
+            f"(or an alias: {', '.join(a for a in FORMAT_ALIASES if a not in FORMATS)})"
+        ) from None
+
+
+__all__ = ["CheckpointError", "FORMATS", "FORMAT_ALIASES", "resolve_format", "find_weight_file", "format_of", "open_state_dict", "read_state_dict",
            "write_state_dict", "stage_state_dict", "head_of", "load_pretrained", "save_pretrained"]  # fmt: skip
 
 
@@ -217,6 +242,7 @@ def save_pretrained(
 ) -> Path:
     """``config.json`` (with ``architectures``) and the weight file, as HF's save_pretrained writes them."""
     head = get_head(head) if isinstance(head, str) else head
+    fmt = resolve_format(fmt)
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise NotADirectoryError(f"save_pretrained needs a directory, {directory} is a file")

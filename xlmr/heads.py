@@ -24,7 +24,13 @@ class Head:
         loss: Loss kind, see ``LOSSES``.
         output_class: HF's PyTorch output class name (TF / Flax prepend ``TF`` / ``Flax``).
         head_modules: Top-level attribute names of the head's own weights.
-        per_token_logits: Whether logits have a sequence axis.
+        input_rank: Rank of ``input_ids``: 2 (batch, seq), or 3 (batch, num_choices, seq) for
+            multiple choice.
+        decodes: Whether the head can run as a decoder with a key/value cache.
+        prediction: Output field(s) that Keras losses, metrics and ``predict`` use, in order.
+        packable: Whether the head accepts packed rows (``segment_ids``).
+        per_sequence: Whether the head's outputs have one row per sequence (read from the first
+            token) rather than one per token.
     """
 
     name: str
@@ -38,19 +44,21 @@ class Head:
     loss: str | None
     output_class: str
     head_modules: tuple[str, ...]
+    input_rank: int = 2
+    decodes: bool = False
+    prediction: tuple[str, ...] = ("logits",)
+    packable: bool = False
+    per_sequence: bool = False
 
     def class_name(self, backend: str) -> str:
         return {"torch": self.torch_class, "tf": self.tf_class, "flax": self.flax_class}[backend]
 
+    def output_class_name(self, backend: str) -> str:
+        """HF's output class name in ``backend`` (``TFMaskedLMOutput``, ``FlaxMaskedLMOutput``...)."""
+        return {"torch": "", "tf": "TF", "flax": "Flax"}[backend] + self.output_class
 
-# Loss kinds, as HF computes them:
-#   causal_lm:   cross entropy of logits[:, :-1] against labels[:, 1:], ignore_index=-100, mean.
-#   masked_lm:   cross entropy over all positions, ignore_index=-100, mean.
-#   sequence_classification: by config.problem_type (inferred when None: num_labels == 1 ->
-#                regression (MSE), integer labels -> single_label (CE), else multi_label (BCE with logits)).
-#   multiple_choice: cross entropy over the choices (logits reshaped to (batch, num_choices)).
-#   token_classification: cross entropy over all tokens, ignore_index=-100, mean.
-#   span:        (CE(start) + CE(end)) / 2, positions clamped to [0, seq_len], seq_len ignored.
+
+# Loss kinds; what each computes is specified once in xlmr.losses (LOSS_SPECS).
 LOSSES = (
     "causal_lm",
     "masked_lm",
@@ -84,6 +92,9 @@ HEADS: dict[str, Head] = {
             loss=None,
             output_class="BaseModelOutputWithPoolingAndCrossAttentions",
             head_modules=(),
+            decodes=True,
+            prediction=("last_hidden_state",),
+            packable=True,
         ),
         Head(
             name="causal_lm",
@@ -97,6 +108,7 @@ HEADS: dict[str, Head] = {
             loss="causal_lm",
             output_class="CausalLMOutputWithCrossAttentions",
             head_modules=("lm_head",),
+            decodes=True,
         ),
         Head(
             name="masked_lm",
@@ -110,6 +122,7 @@ HEADS: dict[str, Head] = {
             loss="masked_lm",
             output_class="MaskedLMOutput",
             head_modules=("lm_head",),
+            packable=True,
         ),
         Head(
             name="sequence_classification",
@@ -123,6 +136,8 @@ HEADS: dict[str, Head] = {
             loss="sequence_classification",
             output_class="SequenceClassifierOutput",
             head_modules=("classifier",),
+            packable=True,
+            per_sequence=True,
         ),
         Head(
             name="multiple_choice",
@@ -136,6 +151,8 @@ HEADS: dict[str, Head] = {
             loss="multiple_choice",
             output_class="MultipleChoiceModelOutput",
             head_modules=("classifier",),
+            input_rank=3,
+            per_sequence=True,
         ),
         Head(
             name="token_classification",
@@ -149,6 +166,7 @@ HEADS: dict[str, Head] = {
             loss="token_classification",
             output_class="TokenClassifierOutput",
             head_modules=("classifier",),
+            packable=True,
         ),
         Head(
             name="question_answering",
@@ -162,6 +180,8 @@ HEADS: dict[str, Head] = {
             loss="span",
             output_class="QuestionAnsweringModelOutput",
             head_modules=("qa_outputs",),
+            prediction=("start_logits", "end_logits"),
+            packable=True,
         ),
     )
 }

@@ -19,17 +19,6 @@ import numpy as np
 
 from xlmr import weights as W
 
-#: ``save_pretrained(format=...)`` names -> conversion formats.
-SAVE_FORMATS = {
-    "safetensors": "safetensors",
-    "pytorch": "pytorch",
-    "pt": "pytorch",
-    "flax": "flax",
-    "msgpack": "flax",
-    "tf": "tf",
-    "h5": "tf",
-}
-
 
 def params_to_state_dict(params: Mapping) -> dict[str, np.ndarray]:
     """Flax params tree -> canonical numpy state dict (PyTorch names and layouts, no tied aliases)."""
@@ -93,7 +82,5 @@ def save_pretrained(
     """Write ``config.json`` and the weights in ``format`` (safetensors, pytorch, flax or tf) as HF does."""
     from conversion import save_pretrained as _save
 
-    if format not in SAVE_FORMATS:
-        raise ValueError(f"unknown format {format!r}; expected one of {sorted(set(SAVE_FORMATS))}")
     state_dict = params_to_state_dict(model.params if params is None else params)
-    return _save(state_dict, model.config, model.head, save_directory, SAVE_FORMATS[format])
+    return _save(state_dict, model.config, model.head, save_directory, format)

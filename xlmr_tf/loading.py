@@ -112,9 +112,6 @@ def from_pretrained(cls, path: str | os.PathLike, **config_overrides: Any):
 def save_pretrained(model, save_directory: str | os.PathLike, format: str = "safetensors") -> Path:
     """``config.json`` + the weight file: ``model.safetensors`` (default), ``pytorch_model.bin``
     (``format="pytorch"``), ``tf_model.h5`` in HF's layout (``format="tf"``) or ``flax_model.msgpack``."""
-    fmt = {"pt": "pytorch", "torch": "pytorch", "h5": "tf", "tensorflow": "tf", "msgpack": "flax"}.get(
-        format, format
-    )
     return conversion.save_pretrained(
-        canonical_state_dict(model), model.config, model.head, save_directory, fmt
+        canonical_state_dict(model), model.config, model.head, save_directory, format
     )

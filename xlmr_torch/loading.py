@@ -142,8 +142,6 @@ def save_pretrained(
 ) -> Path:
     """``config.json`` plus the weight file (``format`` one of safetensors/pytorch/tf/flax). Returns the file."""
     fmt = format or ("safetensors" if safe_serialization else "pytorch")
-    if fmt not in conversion.FORMATS:
-        raise ValueError(f"unknown weight format {fmt!r}; expected one of {tuple(conversion.FORMATS)}")
     return conversion.save_pretrained(
         canonical_state_dict(model), model.config, model.head, save_directory, fmt
     )

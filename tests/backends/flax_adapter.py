@@ -73,3 +73,14 @@ def ours(head: str, **overrides):
     model = flax_class(head)(config, input_shape=input_shape(head))
     model.load_canonical_state_dict(state_dict)
     return model, config, pt_model, state_dict
+
+
+def loss_and_grads(model, inputs):
+    """``(loss, {parameter path: gradient})`` of the head's loss on numpy ``inputs``, as numpy."""
+    import jax
+
+    from xlmr.weights import flatten_tree
+    from xlmr_flax.losses import compute_loss
+
+    loss, grads = jax.value_and_grad(lambda p: compute_loss(model, inputs, params=p)[0])(model.params)
+    return float(loss), {"/".join(k): np.asarray(v) for k, v in flatten_tree(grads).items()}

@@ -36,3 +36,18 @@ def _to_numpy(obj):
 def forward(model, inputs, **kwargs) -> dict:
     out = model(**inputs, **kwargs, training=False, return_dict=True)
     return _to_numpy(dict(out))
+
+
+def loss_and_grads(model, inputs):
+    """``(loss, {variable path: gradient})`` of the head's own loss on numpy ``inputs``, as numpy."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        out = model(**inputs, training=False, return_dict=True)
+        loss = tf.reduce_mean(out["loss"])
+    variables = model.trainable_variables
+    grads = tape.gradient(loss, variables)
+    return float(loss), {
+        v.path: (np.zeros(v.shape, np.float32) if g is None else np.asarray(tf.convert_to_tensor(g)))
+        for v, g in zip(variables, grads)
+    }

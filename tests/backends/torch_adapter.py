@@ -49,3 +49,15 @@ def from_hf(hf_model, head: str, config):
 def to_torch(inputs: dict) -> dict:
     """numpy inputs -> torch tensors (for calling models directly)."""
     return {k: _to_torch(v) for k, v in inputs.items()}
+
+
+def loss_and_grads(model, inputs):
+    """``(loss, {parameter name: gradient})`` of the head's own loss on numpy ``inputs``, as numpy."""
+    model.zero_grad(set_to_none=True)
+    out = model(**to_torch(inputs), return_dict=True)
+    out.loss.backward()
+    grads = {
+        name: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().numpy()
+        for name, p in model.named_parameters()
+    }
+    return float(out.loss.detach()), grads
