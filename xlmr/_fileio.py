@@ -56,3 +56,29 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, sort_keys: bool = Tr
     """Write ``obj`` as indented JSON (UTF-8, non-ASCII kept, trailing newline) to ``path`` atomically."""
     text = json.dumps(obj, indent=2, sort_keys=sort_keys, ensure_ascii=False) + "\n"
     atomic_write_text(path, text)
+
+
+class UnsafePathError(ValueError):
+    """A checkpoint names a file outside its own directory (``../x``, an absolute path, a symlink out)."""
+
+
+def contained_path(directory: str | os.PathLike, name: str, *, what: str = "file") -> Path:
+    """``directory / name``, refused unless it resolves (symlinks followed) inside ``directory``.
+
+    Checkpoints are untrusted: a shard index, tokenizer config or module list that names
+    ``../secret`` or ``/etc/passwd`` -- or a symlink inside the directory that points out of it --
+    must not make a loader read another file. Raises :class:`UnsafePathError` naming ``what``,
+    the name and the directory.
+    """
+    directory = Path(directory)
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise UnsafePathError(f"{directory}: {what} name {name!r} is not a relative file name")
+    candidate = directory / name
+    root = directory.resolve()
+    resolved = candidate.resolve()
+    if Path(name).is_absolute() or not resolved.is_relative_to(root):
+        raise UnsafePathError(
+            f"{directory}: {what} {name!r} resolves to {resolved}, outside the checkpoint directory; "
+            "refusing to read it"
+        )
+    return candidate
