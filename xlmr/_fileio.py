@@ -62,8 +62,14 @@ class UnsafePathError(ValueError):
     """A checkpoint names a file outside its own directory (``../x``, an absolute path, a symlink out)."""
 
 
-def contained_path(directory: str | os.PathLike, name: str, *, what: str = "file") -> Path:
+def contained_path(
+    directory: str | os.PathLike, name: str, *, what: str = "file", root: str | os.PathLike | None = None
+) -> Path:
     """``directory / name``, refused unless it resolves (symlinks followed) inside ``directory``.
+
+    ``root`` widens the allowed tree for layouts whose files are symlinks by design: a Hugging
+    Face cache snapshot (``models--org--name/snapshots/<commit>/``) links into the repo's
+    ``blobs/``, so there ``root`` is the repo folder ``models--org--name``.
 
     Checkpoints are untrusted: a shard index, tokenizer config or module list that names
     ``../secret`` or ``/etc/passwd`` -- or a symlink inside the directory that points out of it --
@@ -74,7 +80,7 @@ def contained_path(directory: str | os.PathLike, name: str, *, what: str = "file
     if not isinstance(name, str) or not name or "\x00" in name:
         raise UnsafePathError(f"{directory}: {what} name {name!r} is not a relative file name")
     candidate = directory / name
-    root = directory.resolve()
+    root = Path(root if root is not None else directory).resolve()
     resolved = candidate.resolve()
     if Path(name).is_absolute() or not resolved.is_relative_to(root):
         raise UnsafePathError(
