@@ -297,16 +297,14 @@ _register_output_pytrees()
 
 
 class _Run(NamedTuple):
-    """One call, from ``_backbone`` to ``_finish``: its checked geometry, backbone outputs and labels."""
+    """One call, from ``_backbone`` to ``_finish``: the backbone's outputs and the checked labels."""
 
-    shape: InputShape
     outputs: ModelOutput  # BaseModelOutputWithPoolingAndCrossAttentions
     labels: dict[str, torch.Tensor]
-    segment_ids: torch.Tensor | None
-    num_choices: int | None
+    num_choices: int | None  # multiple choice: choices per example
 
 
-# Arguments of a call that the core checker sees, then the backbone's flags.
+# The call arguments that the core checker sees (and the backbone takes, besides its flags).
 _CHECKED_ARGS = (
     "input_ids",
     "attention_mask",
@@ -874,14 +872,18 @@ class XLMRobertaPreTrainedModel(nn.Module):
         pretrained_model_name_or_path: str,
         *,
         torch_dtype: torch.dtype | str | None = None,
-        **config_overrides,
+        **config_overrides: Any,
     ) -> XLMRobertaPreTrainedModel:
         """Load an HF-layout directory (config.json + any of the four weight files).
 
         Missing head weights (a masked-LM checkpoint into a classifier) are initialised and logged.
-        ``torch_dtype`` casts the model (a dtype, its name, or ``"auto"`` for ``config.torch_dtype``);
-        other keyword arguments override config fields. Called on ``XLMRobertaPreTrainedModel``
-        itself, the class comes from ``config.architectures``.
+        ``torch_dtype`` gives the model that dtype (a dtype, its name, or ``"auto"`` for
+        ``config.torch_dtype``), each weight cast once as it is loaded. ``torch.bfloat16`` is the
+        fast CPU path: the matrix multiplications run in bf16 while softmax and LayerNorm statistics
+        stay float32 (torch's CPU attention and LayerNorm kernels accumulate in float32; the eager
+        attention path casts the scores to float32). Other keyword arguments override config
+        fields. Called on ``XLMRobertaPreTrainedModel`` itself, the class comes from
+        ``config.architectures``.
         """
         if cls.head is None:
             config = XLMRobertaConfig.from_pretrained(pretrained_model_name_or_path)
@@ -984,14 +986,16 @@ class XLMRobertaPreTrainedModel(nn.Module):
                 f"its {' and '.join(spec.label_args)} index whole rows"
             )
         check_labels(head, config, infos, batch=batch, seq=shape.seq, num_choices=shape.num_choices)
-        if _compiling_graph() and spec.kind != "span":
-            ptype = problem_type(config, infos[spec.label_args[0]].kind, write_back=False)
-            if spec.kind != "sequence_classification" or ptype == "single_label_classification":
-                n = shape.num_choices if spec.kind == "multiple_choice" else num_classes(spec, config, ())
+        if _compiling_graph():  # values unknown now: the graph asserts the class ids itself
+            kind = infos[spec.label_args[0]].kind
+            classes = spec.kind != "sequence_classification" or (
+                problem_type(config, kind, write_back=False) == "single_label_classification"
+            )
+            n = num_classes(spec, config, ()) if spec.class_axis else shape.num_choices  # spans: None
+            if classes and n is not None:
+                what = spec.class_axis or "num_choices"
                 for name, value in labels.items():
-                    if n is not None:
-                        what = spec.class_axis or "num_choices"
-                        labels[name] = _assert_in_range(name, value, n, what, ignore=IGNORE_INDEX)
+                    labels[name] = _assert_in_range(name, value, n, what, ignore=IGNORE_INDEX)
         return labels
 
     def _slot_labels(
@@ -1070,7 +1074,7 @@ class XLMRobertaPreTrainedModel(nn.Module):
             output_attentions=flag("output_attentions"),
             output_hidden_states=flag("output_hidden_states"),
         )
-        return _Run(shape, outputs, labels, inputs["segment_ids"], num_choices)
+        return _Run(outputs, labels, num_choices)
 
     def _finish(self, return_dict: bool | None, run: _Run, **predictions: torch.Tensor) -> Any:
         """The head's loss (when labels were given) and HF's output class (a tuple with ``return_dict=False``)."""
