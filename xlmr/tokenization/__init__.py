@@ -13,16 +13,18 @@ the framework when asked.
 
 Modules, in dependency order: ``batch_encoding`` (the call's output), ``special_tokens``,
 ``serialization`` (save / load), ``training``, ``base`` (what the two classes share), ``slow``, ``fast``;
-private helpers ``_spm`` (SentencePiece model files, the fast pipeline) and ``_offsets``.
+private helpers ``_spm`` (SentencePiece model files, the fast pipeline), ``_offsets`` (repaired offsets)
+and ``_text_inputs`` (checks of the text arguments).
 """
 
 from tokenizers import AddedToken as AddedToken
 
+from ._text_inputs import InvalidTextInputError as InvalidTextInputError
 from .base import LARGE_INTEGER as LARGE_INTEGER
 from .base import PADDING_STRATEGIES as PADDING_STRATEGIES
 from .base import TRUNCATION_STRATEGIES as TRUNCATION_STRATEGIES
 from .base import VERY_LARGE_INTEGER as VERY_LARGE_INTEGER
-from .base import InvalidTextInputError as InvalidTextInputError
+from .base import InvalidTokenIdError as InvalidTokenIdError
 from .batch_encoding import TENSOR_TYPES as TENSOR_TYPES
 from .batch_encoding import BatchEncoding as BatchEncoding
 from .fast import XLMRobertaTokenizerFast as XLMRobertaTokenizerFast

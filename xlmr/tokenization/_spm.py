@@ -70,6 +70,21 @@ def load_processor(
     return sp
 
 
+def pipeline_mismatch(backend: Tokenizer, data: bytes, source: str) -> str | None:
+    """How a fast pipeline's model disagrees with the SentencePiece model ``data`` (in the fairseq layout
+    ``build_backend`` gives: piece i at id i + 1 from piece 3 on, ``<mask>`` last), or None."""
+    pieces = [p.piece for p in parse_model_proto(data, source).pieces]
+    expected = len(pieces) + FAIRSEQ_OFFSET + 1  # fairseq's four tokens replace SentencePiece's three
+    got = backend.get_vocab_size(with_added_tokens=False)
+    if got != expected:
+        return f"its model holds {got} tokens, the SentencePiece model's layout {expected}"
+    for i in range(3, len(pieces)):
+        token = backend.id_to_token(i + FAIRSEQ_OFFSET)
+        if token != pieces[i]:
+            return f"id {i + FAIRSEQ_OFFSET} is {token!r} there but SentencePiece piece {i} is {pieces[i]!r}"
+    return None
+
+
 def build_backend(proto, mask_token: str = "<mask>") -> Tokenizer:
     """The fast pipeline for a SentencePiece unigram model, as XLMRobertaConverter builds it."""
     if proto.trainer_spec.model_type != _UNIGRAM:

@@ -16,6 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._text_inputs import (
+    InvalidTextInputError,
+    _batch_item_names,
+    _raise_for_surrogates,
+)
 from .batch_encoding import BatchEncoding, _check_tensor_type, _to_py
 from .serialization import SerializationMixin, _jsonable
 from .special_tokens import SpecialTokensMixin
@@ -30,20 +35,8 @@ PADDING_STRATEGIES = ("longest", "max_length", "do_not_pad")
 TRUNCATION_STRATEGIES = ("only_first", "only_second", "longest_first", "do_not_truncate")
 
 
-class InvalidTextInputError(TypeError, ValueError):
-    """Text input of the wrong type (a TypeError; also a ValueError, which is what HF raises)."""
-
-
-def _check_text(t, name: str, index: int | None = None, words: bool = False) -> None:
-    where = f"{name}[{index}]" if index is not None else name
-    if words:
-        if not isinstance(t, (list, tuple)) or not all(isinstance(w, str) for w in t):
-            raise InvalidTextInputError(
-                f"{where} must be a list of str (pre-split words) when is_split_into_words=True, got "
-                f"{type(t).__name__}: {t!r:.80}"
-            )
-    elif not isinstance(t, str):
-        raise InvalidTextInputError(f"{where} must be a str, got {type(t).__name__}: {t!r:.80}")
+class InvalidTokenIdError(ValueError, IndexError):
+    """A token id outside the vocabulary (a ValueError; also the IndexError the slow tokenizer raised)."""
 
 
 @dataclass(frozen=True)
@@ -434,7 +427,11 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
             return_tensors=return_tensors,
             **kwargs,
         )
-        return self._encode_plus(text, text_pair, opts)
+        try:
+            return self._encode_plus(text, text_pair, opts)
+        except Exception:
+            _raise_for_surrogates([("text", text), ("text_pair", text_pair)])
+            raise
 
     def batch_encode_plus(
         self,
@@ -469,7 +466,12 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
             return_tensors=return_tensors,
             **kwargs,
         )
-        return self._batch_encode_plus(list(batch_text_or_text_pairs), opts)
+        batch = list(batch_text_or_text_pairs)
+        try:
+            return self._batch_encode_plus(batch, opts)
+        except Exception:
+            _raise_for_surrogates(_batch_item_names(batch, is_split_into_words))
+            raise
 
     def _options(
         self, padding, truncation, max_length, pad_to_multiple_of, verbose, **fields
@@ -637,6 +639,7 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
             token_ids = [token_ids]
         if not isinstance(token_ids, list) or not all(isinstance(t, int) for t in token_ids):
             raise TypeError(f"decode() expects an int or a flat list of ints, got {token_ids!r:.80}")
+        self._check_token_ids(token_ids)
         text = self._decode(token_ids, skip_special_tokens=skip_special_tokens, **kwargs)
         clean = (
             self.clean_up_tokenization_spaces
@@ -644,6 +647,22 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
             else clean_up_tokenization_spaces
         )
         return self.clean_up_tokenization(text) if clean else text
+
+    def _check_token_ids(self, ids: list[int]) -> None:
+        """InvalidTokenIdError naming the first id that is no token: negative, or beyond the model's
+        vocabulary and not an added token."""
+        size = self.vocab_size
+        if not ids or (min(ids) >= 0 and max(ids) < size):
+            return
+        for i in ids:
+            if not 0 <= i < size and not self._is_added_id(i):
+                raise self._id_error(i)
+
+    def _id_error(self, i: int) -> InvalidTokenIdError:
+        return InvalidTokenIdError(
+            f"token id {i} is out of range for a vocabulary of {len(self)} tokens "
+            f"(ids 0 to {len(self) - 1}, added tokens included)"
+        )
 
     def batch_decode(
         self,

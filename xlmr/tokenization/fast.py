@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -17,12 +18,15 @@ from tokenizers import Tokenizer as _BackendTokenizer
 
 from .._fileio import atomic_write_text
 from ._offsets import OffsetAligner
-from ._spm import build_backend, load_processor, parse_model_proto, read_model_bytes
-from .base import LARGE_INTEGER, EncodeOptions, _check_text, _XLMRobertaTokenizerBase
+from ._spm import build_backend, load_processor, parse_model_proto, pipeline_mismatch, read_model_bytes
+from ._text_inputs import _check_text, _is_pair
+from .base import LARGE_INTEGER, EncodeOptions, _XLMRobertaTokenizerBase
 from .batch_encoding import BatchEncoding, _to_py
-from .serialization import TOKENIZER_FILE, VOCAB_FILE
+from .serialization import TOKENIZER_FILE, VOCAB_FILE, _dir_file
 from .special_tokens import SPECIAL_TOKENS_ATTRIBUTES, _to_added_token, _with_special
 from .training import train_unigram_backend
+
+logger = logging.getLogger(__name__)
 
 
 class XLMRobertaTokenizerFast(_XLMRobertaTokenizerBase):
@@ -80,6 +84,13 @@ class XLMRobertaTokenizerFast(_XLMRobertaTokenizerBase):
                 backend = _BackendTokenizer.from_file(tokenizer_file)
             except Exception as e:
                 raise ValueError(f"{tokenizer_file} is not a valid tokenizers JSON file ({e})") from e
+            if spm_bytes is not None:
+                mismatch = pipeline_mismatch(backend, spm_bytes, self.vocab_file or "<SentencePiece model>")
+                if mismatch:
+                    logger.warning(
+                        f"{tokenizer_file} does not belong to {self.vocab_file}: {mismatch}. The fast tokenizer "
+                        f"follows {TOKENIZER_FILE}, so its ids differ from the slow tokenizer's."
+                    )
         elif spm_bytes is not None:
             source = self.vocab_file or "<trained SentencePiece model>"
             proto = parse_model_proto(spm_bytes, source)
@@ -186,9 +197,15 @@ class XLMRobertaTokenizerFast(_XLMRobertaTokenizerBase):
     def convert_ids_to_tokens(self, ids, skip_special_tokens: bool = False):
         ids = _to_py(ids)
         if isinstance(ids, int):
+            self._check_token_ids([ids])
             return self._tokenizer.id_to_token(ids)
+        ids = [int(i) for i in ids]
+        self._check_token_ids(ids)
         skip = set(self.all_special_ids) if skip_special_tokens else ()
-        return [self._tokenizer.id_to_token(int(i)) for i in ids if int(i) not in skip]
+        return [self._tokenizer.id_to_token(i) for i in ids if i not in skip]
+
+    def _is_added_id(self, index: int) -> bool:
+        return 0 <= index < 2**32 and self._tokenizer.id_to_token(index) is not None
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         decoder = self._tokenizer.decoder
@@ -244,9 +261,7 @@ class XLMRobertaTokenizerFast(_XLMRobertaTokenizerBase):
         is_split_into_words, max_length = opts.is_split_into_words, opts.max_length
         has_pair = has_single = False
         for i, item in enumerate(batch):
-            is_pair = isinstance(item, (list, tuple)) and (
-                not is_split_into_words or (bool(item) and isinstance(item[0], (list, tuple)))
-            )
+            is_pair = _is_pair(item, is_split_into_words)
             if is_pair:
                 if len(item) != 2:
                     raise ValueError(f"batch item {i} has {len(item)} parts; a pair needs exactly 2")
@@ -343,12 +358,11 @@ class XLMRobertaTokenizerFast(_XLMRobertaTokenizerBase):
 
     @classmethod
     def _model_files(cls, path: str) -> tuple[str | None, str | None]:
-        vocab_file = os.path.join(path, VOCAB_FILE)
-        tokenizer_file = os.path.join(path, TOKENIZER_FILE)
-        has_tok, has_vocab = os.path.isfile(tokenizer_file), os.path.isfile(vocab_file)
-        if not has_tok and not has_vocab:
+        vocab_file = _dir_file(path, VOCAB_FILE, "SentencePiece model")
+        tokenizer_file = _dir_file(path, TOKENIZER_FILE, "tokenizer file")
+        if tokenizer_file is None and vocab_file is None:
             raise FileNotFoundError(f"neither {TOKENIZER_FILE} nor {VOCAB_FILE} found in {path!r}")
-        return (vocab_file if has_vocab else None, tokenizer_file if has_tok else None)
+        return vocab_file, tokenizer_file
 
     # ---- training ------------------------------------------------------------------------------
 

@@ -16,15 +16,10 @@ import numpy as np
 from tokenizers import AddedToken
 
 from ._spm import FAIRSEQ_OFFSET, SPIECE_UNDERLINE, load_processor, read_model_bytes
-from .base import (
-    TRUNCATION_STRATEGIES,
-    EncodeOptions,
-    InvalidTextInputError,
-    _check_text,
-    _XLMRobertaTokenizerBase,
-)
+from ._text_inputs import InvalidTextInputError, _check_text, _raise_for_surrogates
+from .base import TRUNCATION_STRATEGIES, EncodeOptions, _XLMRobertaTokenizerBase
 from .batch_encoding import BatchEncoding, _to_py
-from .serialization import VOCAB_FILE
+from .serialization import VOCAB_FILE, _dir_file
 from .special_tokens import _added_token_dict, _to_added_token, _with_special
 
 logger = logging.getLogger(__name__)
@@ -212,8 +207,11 @@ class XLMRobertaTokenizer(_XLMRobertaTokenizerBase):
         if index in self.fairseq_ids_to_tokens:
             return self.fairseq_ids_to_tokens[index]
         if not 0 <= index - self.fairseq_offset < len(self.sp_model):
-            raise IndexError(f"token id {index} is out of range for a vocabulary of {self.vocab_size}")
+            raise self._id_error(index)
         return self.sp_model.IdToPiece(index - self.fairseq_offset)
+
+    def _is_added_id(self, index: int) -> bool:
+        return index in self._added_tokens_decoder
 
     def convert_ids_to_tokens(self, ids, skip_special_tokens: bool = False):
         ids = _to_py(ids)
@@ -278,20 +276,29 @@ class XLMRobertaTokenizer(_XLMRobertaTokenizerBase):
         self, text: str, pair: str | None = None, add_special_tokens: bool = False, **kwargs
     ) -> list[str]:
         """Pieces of ``text`` (added tokens kept whole), as HF's slow ``tokenize``."""
-        _check_text(text, "text")
-        split_special = kwargs.pop("split_special_tokens", self.split_special_tokens)
-        tokens = []
-        for chunk, is_added in self._split_on_added(text, split_special):
-            if is_added:
-                tokens.append(chunk)
-            else:
-                tokens.extend(self.sp_model.encode(chunk, out_type=str))
+        tokens = self._pieces(text, "text", kwargs.pop("split_special_tokens", self.split_special_tokens))
         if pair is not None or add_special_tokens:
             ids = self.convert_tokens_to_ids(tokens)
-            pair_ids = None if pair is None else self.convert_tokens_to_ids(self.tokenize(pair, **kwargs))
+            pair_ids = None
+            if pair is not None:
+                pair_ids = self.convert_tokens_to_ids(self._pieces(pair, "pair", self.split_special_tokens))
             if add_special_tokens:
                 return self.convert_ids_to_tokens(self.build_inputs_with_special_tokens(ids, pair_ids))
             return tokens + ([] if pair_ids is None else self.convert_ids_to_tokens(pair_ids))
+        return tokens
+
+    def _pieces(self, text: str, name: str, split_special_tokens: bool) -> list[str]:
+        _check_text(text, name)
+        tokens = []
+        try:
+            for chunk, is_added in self._split_on_added(text, split_special_tokens):
+                if is_added:
+                    tokens.append(chunk)
+                else:
+                    tokens.extend(self.sp_model.encode(chunk, out_type=str))
+        except Exception:
+            _raise_for_surrogates([(name, text)])
+            raise
         return tokens
 
     def _texts_to_ids(self, texts: Sequence[str], split_special_tokens: bool) -> list[list[int]]:
@@ -658,8 +665,8 @@ class XLMRobertaTokenizer(_XLMRobertaTokenizerBase):
 
     @classmethod
     def _model_files(cls, path: str) -> tuple[str]:
-        vocab_file = os.path.join(path, VOCAB_FILE)
-        if not os.path.isfile(vocab_file):
+        vocab_file = _dir_file(path, VOCAB_FILE, "SentencePiece model")
+        if vocab_file is None:
             raise FileNotFoundError(
                 f"{VOCAB_FILE} not found in {path!r} (the slow tokenizer needs the SentencePiece model)"
             )
