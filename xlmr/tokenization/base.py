@@ -16,11 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._text_inputs import (
-    InvalidTextInputError,
-    _batch_item_names,
-    _raise_for_surrogates,
-)
+from ._text_inputs import InvalidTextInputError, _batch_item_names, _raise_for_surrogates
 from .batch_encoding import BatchEncoding, _check_tensor_type, _to_py
 from .serialization import SerializationMixin, _jsonable
 from .special_tokens import SpecialTokensMixin
@@ -492,6 +488,10 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
             verbose=verbose,
             **fields,
         )
+
+    def _split_special(self, opts: EncodeOptions) -> bool:
+        """Whether this call matches special tokens in the text as plain text (``split_special_tokens``)."""
+        return self.split_special_tokens if opts.split_special_tokens is None else opts.split_special_tokens
 
     def _wants(self, value: bool | None, field: str) -> bool:
         """``return_attention_mask`` / ``return_token_type_ids``: None means "if the model takes it"."""

@@ -222,8 +222,6 @@ class XLMRobertaTokenizerFast(_XLMRobertaTokenizerBase):
 
     # ---- encoding ------------------------------------------------------------------------------
 
-    # ---- encoding ------------------------------------------------------------------------------
-
     def _set_truncation_and_padding(self, opts: EncodeOptions) -> None:
         tok = self._tokenizer
         if opts.truncation_strategy == "do_not_truncate":
@@ -277,7 +275,7 @@ class XLMRobertaTokenizerFast(_XLMRobertaTokenizerBase):
                 )
         # return_overflowing_tokens with pairs and "longest_first": tokenizers handles it (HF's fast
         # tokenizer does not refuse it, unlike the slow one).
-        split = self.split_special_tokens if opts.split_special_tokens is None else opts.split_special_tokens
+        split = self._split_special(opts)
 
         def encode(track_offsets: bool):
             self._set_truncation_and_padding(opts)

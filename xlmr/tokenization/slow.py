@@ -542,13 +542,10 @@ class XLMRobertaTokenizer(_XLMRobertaTokenizerBase):
                 "XLMRobertaTokenizerFast"
             )
 
-    def _split(self, opts: EncodeOptions) -> bool:
-        return self.split_special_tokens if opts.split_special_tokens is None else opts.split_special_tokens
-
     def _encode_plus(self, text, text_pair, opts: EncodeOptions) -> BatchEncoding:
         self._refuse_offsets(opts)
         items = [text] if text_pair is None else [text, text_pair]
-        ids = self._inputs_to_ids(items, opts.is_split_into_words, self._split(opts))
+        ids = self._inputs_to_ids(items, opts.is_split_into_words, self._split_special(opts))
         pair_ids = ids[1] if text_pair is not None else None
         return self._encode_ids(ids[0], pair_ids, opts, prepend_batch_axis=True)
 
@@ -580,7 +577,7 @@ class XLMRobertaTokenizer(_XLMRobertaTokenizerBase):
             seconds.append(second)
         pair_positions = [i for i, s in enumerate(seconds) if s is not None]
         all_ids = self._inputs_to_ids(
-            firsts + [seconds[i] for i in pair_positions], is_split_into_words, self._split(opts)
+            firsts + [seconds[i] for i in pair_positions], is_split_into_words, self._split_special(opts)
         )
         first_ids = all_ids[: len(firsts)]
         second_ids: list = [None] * len(firsts)
