@@ -468,3 +468,13 @@ def test_jitted_forward_poisons_overlong_packed_sequences(encoder_model):
 def test_float_ids_are_a_type_error_under_jit_too(encoder_model):
     with pytest.raises(TypeError, match="input_ids must hold integer ids, got a float array"):
         jax.jit(lambda i: encoder_model(i).logits)(jnp.array([[0.0, 5.0, 2.0]]))
+
+
+@pytest.mark.parametrize("module", ["modeling", "losses", "training", "__init__"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module("xlmr_flax" if module == "__init__" else f"xlmr_flax.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

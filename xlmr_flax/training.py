@@ -213,6 +213,8 @@ class _CheckedStep:
         return result
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_jitted":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self._jitted, name)
 
 
