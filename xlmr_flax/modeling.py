@@ -1035,7 +1035,9 @@ class FlaxXLMRobertaPreTrainedModel:
         """:func:`xlmr.inputs.check_inputs` on the call's arrays; returns the cache index (or 0).
 
         The fixed-size cache adds two checks of its own: it must come from :meth:`init_cache`,
-        and the new tokens must fit in it.
+        and the new tokens must fit in it. Under ``jax.jit`` only shapes and dtypes are checked
+        here; the values are guarded by poisoning (:class:`FlaxXLMRobertaEmbeddings`: rows with an
+        out-of-range id are NaN) and, in the train step, by ``checkify`` (``training.py``).
         """
         capacity = index = None
         if past_key_values is not None:
