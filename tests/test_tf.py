@@ -334,7 +334,7 @@ def test_bad_input_errors_name_the_values():
     ids[1, 3] = 150
     with pytest.raises(ValueError, match=r"150.*vocab_size=99"):
         model(ids)
-    with pytest.raises(ValueError, match=r"negative id -4"):
+    with pytest.raises(ValueError, match=r"token id -4, outside \[0, vocab_size=99\)"):
         model(np.array([[0, -4, 5]]))
     too_long = np.full((1, config.max_sequence_length + 1), 5)
     with pytest.raises(
