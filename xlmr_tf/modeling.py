@@ -303,6 +303,15 @@ def _initializer(config: XLMRobertaConfig) -> keras.initializers.Initializer:
     return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
 
 
+def _dense(config: XLMRobertaConfig, units: int, name: str, **kwargs: Any) -> keras.layers.Dense:
+    """A Dense layer initialised as HF's (truncated normal of ``config.initializer_range``)."""
+    return keras.layers.Dense(units, kernel_initializer=_initializer(config), name=name, **kwargs)
+
+
+def _layer_norm(config: XLMRobertaConfig, name: str) -> keras.layers.LayerNormalization:
+    return keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name=name)
+
+
 def _static_dims(x: tf.Tensor) -> list:
     """Static dims where known, dynamic scalars elsewhere (HF's shape_list)."""
     static = x.shape.as_list()
@@ -365,7 +374,7 @@ class TFXLMRobertaEmbeddings(keras.layers.Layer):
             embeddings_initializer=init,
             name="token_type_embeddings",
         )
-        self.LayerNorm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="LayerNorm")
+        self.LayerNorm = _layer_norm(config, "LayerNorm")
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
 
     def build(self, input_shape: Any = None) -> None:
@@ -439,9 +448,9 @@ class TFXLMRobertaSelfAttention(keras.layers.Layer):
         self.is_decoder = config.is_decoder
         self.position_embedding_type = position_embedding_type or config.position_embedding_type
         init = _initializer(config)
-        self.query = keras.layers.Dense(self.all_head_size, kernel_initializer=init, name="query")
-        self.key = keras.layers.Dense(self.all_head_size, kernel_initializer=init, name="key")
-        self.value = keras.layers.Dense(self.all_head_size, kernel_initializer=init, name="value")
+        self.query = _dense(config, self.all_head_size, "query")
+        self.key = _dense(config, self.all_head_size, "key")
+        self.value = _dense(config, self.all_head_size, "value")
         self.dropout = keras.layers.Dropout(config.attention_probs_dropout_prob)
         self.max_position_embeddings = config.max_position_embeddings
         if self.position_embedding_type in ("relative_key", "relative_key_query"):
@@ -524,17 +533,17 @@ class TFXLMRobertaSelfOutput(keras.layers.Layer):
         config: The model configuration.
     """
 
+    input_size_field = "hidden_size"  # the config field giving the dense layer's input width
+
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
-        self.dense = keras.layers.Dense(
-            config.hidden_size, kernel_initializer=_initializer(config), name="dense"
-        )
-        self.LayerNorm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="LayerNorm")
+        self.dense = _dense(config, config.hidden_size, "dense")
+        self.LayerNorm = _layer_norm(config, "LayerNorm")
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
 
     def build(self, input_shape: Any = None) -> None:
-        self.dense.build((None, None, self.config.hidden_size))
+        self.dense.build((None, None, getattr(self.config, self.input_size_field)))
         self.LayerNorm.build((None, None, self.config.hidden_size))
         self.built = True
 
@@ -597,9 +606,7 @@ class TFXLMRobertaIntermediate(keras.layers.Layer):
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
-        self.dense = keras.layers.Dense(
-            config.intermediate_size, kernel_initializer=_initializer(config), name="dense"
-        )
+        self.dense = _dense(config, config.intermediate_size, "dense")
         self.intermediate_act_fn = ACT2FN[config.hidden_act]
 
     def build(self, input_shape: Any = None) -> None:
@@ -611,31 +618,15 @@ class TFXLMRobertaIntermediate(keras.layers.Layer):
         return self.intermediate_act_fn(self.dense(hidden_states))
 
 
-class TFXLMRobertaOutput(keras.layers.Layer):
-    """Feed-forward contraction with dropout, residual and LayerNorm.
+class TFXLMRobertaOutput(TFXLMRobertaSelfOutput):
+    """Feed-forward contraction with dropout, residual and LayerNorm (the self-output's layers,
+    reading ``config.intermediate_size`` features).
 
     Args:
         config: The model configuration.
     """
 
-    def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
-        self.dense = keras.layers.Dense(
-            config.hidden_size, kernel_initializer=_initializer(config), name="dense"
-        )
-        self.LayerNorm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="LayerNorm")
-        self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
-
-    def build(self, input_shape: Any = None) -> None:
-        self.dense.build((None, None, self.config.intermediate_size))
-        self.LayerNorm.build((None, None, self.config.hidden_size))
-        self.built = True
-
-    def call(self, hidden_states: tf.Tensor, input_tensor: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """LayerNorm(dropout(dense(hidden_states)) + input_tensor)."""
-        hidden_states = self.dropout(self.dense(hidden_states), training=training)
-        return self.LayerNorm(hidden_states + input_tensor)
+    input_size_field = "intermediate_size"
 
 
 class TFXLMRobertaLayer(keras.layers.Layer):
@@ -784,9 +775,7 @@ class TFXLMRobertaPooler(keras.layers.Layer):
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
-        self.dense = keras.layers.Dense(
-            config.hidden_size, kernel_initializer=_initializer(config), activation="tanh", name="dense"
-        )
+        self.dense = _dense(config, config.hidden_size, "dense", activation="tanh")
 
     def build(self, input_shape: Any = None) -> None:
         self.dense.build((None, self.config.hidden_size))
@@ -922,15 +911,11 @@ class TFXLMRobertaLMHead(keras.layers.Layer):
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
-        self.dense = keras.layers.Dense(
-            config.hidden_size, kernel_initializer=_initializer(config), name="dense"
-        )
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="layer_norm")
+        self.dense = _dense(config, config.hidden_size, "dense")
+        self.layer_norm = _layer_norm(config, "layer_norm")
         self.decoder = None
         if not config.tie_word_embeddings:
-            self.decoder = keras.layers.Dense(
-                config.vocab_size, use_bias=False, kernel_initializer=_initializer(config), name="decoder"
-            )
+            self.decoder = _dense(config, config.vocab_size, "decoder", use_bias=False)
 
     def build(self, input_shape: Any = None) -> None:
         self.dense.build((None, None, self.config.hidden_size))
@@ -962,15 +947,12 @@ class TFXLMRobertaClassificationHead(keras.layers.Layer):
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
-        init = _initializer(config)
-        self.dense = keras.layers.Dense(
-            config.hidden_size, kernel_initializer=init, activation="tanh", name="dense"
-        )
+        self.dense = _dense(config, config.hidden_size, "dense", activation="tanh")
         rate = (
             config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         )
         self.dropout = keras.layers.Dropout(rate)
-        self.out_proj = keras.layers.Dense(config.num_labels, kernel_initializer=init, name="out_proj")
+        self.out_proj = _dense(config, config.num_labels, "out_proj")
 
     def build(self, input_shape: Any = None) -> None:
         self.dense.build((None, self.config.hidden_size))
@@ -1055,6 +1037,8 @@ class TFXLMRobertaPreTrainedModel(TFTrainingMixin, keras.Model):
 
     Args:
         config: The model configuration (an :class:`xlmr.XLMRobertaConfig`, or its dict).
+        add_pooling_layer: Build the backbone's pooler; None: as the head needs
+            (``xlmr.heads.Head.add_pooling_layer``).
         *inputs, **kwargs: Passed to ``keras.Model`` (``name``, ``dtype``...).
 
     Example:
@@ -1081,13 +1065,30 @@ class TFXLMRobertaPreTrainedModel(TFTrainingMixin, keras.Model):
             # Heads that take no packed rows still accept segment_ids, for the checker to refuse them.
             cls._checked_names = cls._arg_names + (() if "segment_ids" in names else ("segment_ids",))
 
-    def __init__(self, config: XLMRobertaConfig | Mapping[str, Any], *inputs: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: XLMRobertaConfig | Mapping[str, Any],
+        *inputs: Any,
+        add_pooling_layer: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
         if isinstance(config, Mapping):
             config = XLMRobertaConfig.from_dict(dict(config))
         if not isinstance(config, XLMRobertaConfig):
             raise TypeError(f"config must be an XLMRobertaConfig, got {type(config).__name__}")
         super().__init__(*inputs, **kwargs)
         self.config = config
+        pooling = self.head.add_pooling_layer if add_pooling_layer is None else add_pooling_layer
+        self.roberta = TFXLMRobertaMainLayer(config, add_pooling_layer=pooling, name="roberta")
+
+    def build(self, input_shape: Any = None) -> None:
+        """Create the backbone's and the head's variables (``xlmr.heads.Head.head_modules``)."""
+        self.roberta.build(None)
+        for name in self.head.head_modules:
+            module = getattr(self, name)
+            dense = isinstance(module, keras.layers.Dense)
+            module.build((None, None, self.config.hidden_size) if dense else None)
+        self.built = True
 
     # -- Keras serialisation -------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -1372,12 +1373,7 @@ class TFXLMRobertaModel(TFXLMRobertaPreTrainedModel):
     def __init__(
         self, config: XLMRobertaConfig, *inputs: Any, add_pooling_layer: bool = True, **kwargs: Any
     ) -> None:
-        super().__init__(config, *inputs, **kwargs)
-        self.roberta = TFXLMRobertaMainLayer(self.config, add_pooling_layer=add_pooling_layer, name="roberta")
-
-    def build(self, input_shape: Any = None) -> None:
-        self.roberta.build(None)
-        self.built = True
+        super().__init__(config, *inputs, add_pooling_layer=add_pooling_layer, **kwargs)
 
     def call(
         self,
@@ -1432,15 +1428,7 @@ class TFXLMRobertaForCausalLM(TFXLMRobertaPreTrainedModel):
 
     def __init__(self, config: XLMRobertaConfig, *inputs: Any, **kwargs: Any) -> None:
         super().__init__(config, *inputs, **kwargs)
-        self.roberta = TFXLMRobertaMainLayer(
-            self.config, add_pooling_layer=self.head.add_pooling_layer, name="roberta"
-        )
         self.lm_head = TFXLMRobertaLMHead(self.config, name="lm_head")
-
-    def build(self, input_shape: Any = None) -> None:
-        self.roberta.build(None)
-        self.lm_head.build(None)
-        self.built = True
 
     def call(
         self,
@@ -1495,15 +1483,7 @@ class TFXLMRobertaForMaskedLM(TFXLMRobertaPreTrainedModel):
 
     def __init__(self, config: XLMRobertaConfig, *inputs: Any, **kwargs: Any) -> None:
         super().__init__(config, *inputs, **kwargs)
-        self.roberta = TFXLMRobertaMainLayer(
-            self.config, add_pooling_layer=self.head.add_pooling_layer, name="roberta"
-        )
         self.lm_head = TFXLMRobertaLMHead(self.config, name="lm_head")
-
-    def build(self, input_shape: Any = None) -> None:
-        self.roberta.build(None)
-        self.lm_head.build(None)
-        self.built = True
 
     def call(
         self,
@@ -1564,15 +1544,7 @@ class TFXLMRobertaForSequenceClassification(TFXLMRobertaPreTrainedModel):
     def __init__(self, config: XLMRobertaConfig, *inputs: Any, **kwargs: Any) -> None:
         super().__init__(config, *inputs, **kwargs)
         self.num_labels = self.config.num_labels
-        self.roberta = TFXLMRobertaMainLayer(
-            self.config, add_pooling_layer=self.head.add_pooling_layer, name="roberta"
-        )
         self.classifier = TFXLMRobertaClassificationHead(self.config, name="classifier")
-
-    def build(self, input_shape: Any = None) -> None:
-        self.roberta.build(None)
-        self.classifier.build(None)
-        self.built = True
 
     def call(
         self,
@@ -1625,18 +1597,8 @@ class TFXLMRobertaForMultipleChoice(TFXLMRobertaPreTrainedModel):
 
     def __init__(self, config: XLMRobertaConfig, *inputs: Any, **kwargs: Any) -> None:
         super().__init__(config, *inputs, **kwargs)
-        self.roberta = TFXLMRobertaMainLayer(
-            self.config, add_pooling_layer=self.head.add_pooling_layer, name="roberta"
-        )
         self.dropout = keras.layers.Dropout(self.config.hidden_dropout_prob)
-        self.classifier = keras.layers.Dense(
-            1, kernel_initializer=_initializer(self.config), name="classifier"
-        )
-
-    def build(self, input_shape: Any = None) -> None:
-        self.roberta.build(None)
-        self.classifier.build((None, self.config.hidden_size))
-        self.built = True
+        self.classifier = _dense(self.config, 1, "classifier")
 
     def call(
         self,
@@ -1697,21 +1659,11 @@ class TFXLMRobertaForTokenClassification(TFXLMRobertaPreTrainedModel):
     def __init__(self, config: XLMRobertaConfig, *inputs: Any, **kwargs: Any) -> None:
         super().__init__(config, *inputs, **kwargs)
         self.num_labels = self.config.num_labels
-        self.roberta = TFXLMRobertaMainLayer(
-            self.config, add_pooling_layer=self.head.add_pooling_layer, name="roberta"
-        )
         c = self.config
         self.dropout = keras.layers.Dropout(
             c.classifier_dropout if c.classifier_dropout is not None else c.hidden_dropout_prob
         )
-        self.classifier = keras.layers.Dense(
-            c.num_labels, kernel_initializer=_initializer(c), name="classifier"
-        )
-
-    def build(self, input_shape: Any = None) -> None:
-        self.roberta.build(None)
-        self.classifier.build((None, None, self.config.hidden_size))
-        self.built = True
+        self.classifier = _dense(c, c.num_labels, "classifier")
 
     def call(
         self,
@@ -1765,17 +1717,7 @@ class TFXLMRobertaForQuestionAnswering(TFXLMRobertaPreTrainedModel):
     def __init__(self, config: XLMRobertaConfig, *inputs: Any, **kwargs: Any) -> None:
         super().__init__(config, *inputs, **kwargs)
         self.num_labels = self.config.num_labels
-        self.roberta = TFXLMRobertaMainLayer(
-            self.config, add_pooling_layer=self.head.add_pooling_layer, name="roberta"
-        )
-        self.qa_outputs = keras.layers.Dense(
-            self.config.num_labels, kernel_initializer=_initializer(self.config), name="qa_outputs"
-        )
-
-    def build(self, input_shape: Any = None) -> None:
-        self.roberta.build(None)
-        self.qa_outputs.build((None, None, self.config.hidden_size))
-        self.built = True
+        self.qa_outputs = _dense(self.config, self.config.num_labels, "qa_outputs")
 
     def call(
         self,
