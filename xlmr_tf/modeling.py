@@ -303,9 +303,15 @@ def _initializer(config: XLMRobertaConfig) -> keras.initializers.Initializer:
     return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
 
 
+# Each layer gets its own initializer: Keras 3 fixes an unseeded initializer's seed when it is
+# made, so layers sharing one instance would start from the same values.
 def _dense(config: XLMRobertaConfig, units: int, name: str, **kwargs: Any) -> keras.layers.Dense:
     """A Dense layer initialised as HF's (truncated normal of ``config.initializer_range``)."""
     return keras.layers.Dense(units, kernel_initializer=_initializer(config), name=name, **kwargs)
+
+
+def _embedding(config: XLMRobertaConfig, rows: int, width: int, name: str) -> keras.layers.Embedding:
+    return keras.layers.Embedding(rows, width, embeddings_initializer=_initializer(config), name=name)
 
 
 def _layer_norm(config: XLMRobertaConfig, name: str) -> keras.layers.LayerNormalization:
@@ -358,21 +364,12 @@ class TFXLMRobertaEmbeddings(keras.layers.Layer):
         super().__init__(**kwargs)
         self.config = config
         self.padding_idx = config.pad_token_id
-        init = _initializer(config)
-        self.word_embeddings = keras.layers.Embedding(
-            config.vocab_size, config.hidden_size, embeddings_initializer=init, name="word_embeddings"
+        self.word_embeddings = _embedding(config, config.vocab_size, config.hidden_size, "word_embeddings")
+        self.position_embeddings = _embedding(
+            config, config.max_position_embeddings, config.hidden_size, "position_embeddings"
         )
-        self.position_embeddings = keras.layers.Embedding(
-            config.max_position_embeddings,
-            config.hidden_size,
-            embeddings_initializer=init,
-            name="position_embeddings",
-        )
-        self.token_type_embeddings = keras.layers.Embedding(
-            config.type_vocab_size,
-            config.hidden_size,
-            embeddings_initializer=init,
-            name="token_type_embeddings",
+        self.token_type_embeddings = _embedding(
+            config, config.type_vocab_size, config.hidden_size, "token_type_embeddings"
         )
         self.LayerNorm = _layer_norm(config, "LayerNorm")
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
@@ -447,18 +444,14 @@ class TFXLMRobertaSelfAttention(keras.layers.Layer):
         self.all_head_size = config.hidden_size
         self.is_decoder = config.is_decoder
         self.position_embedding_type = position_embedding_type or config.position_embedding_type
-        init = _initializer(config)
         self.query = _dense(config, self.all_head_size, "query")
         self.key = _dense(config, self.all_head_size, "key")
         self.value = _dense(config, self.all_head_size, "value")
         self.dropout = keras.layers.Dropout(config.attention_probs_dropout_prob)
         self.max_position_embeddings = config.max_position_embeddings
         if self.position_embedding_type in ("relative_key", "relative_key_query"):
-            self.distance_embedding = keras.layers.Embedding(
-                2 * config.max_position_embeddings - 1,
-                self.attention_head_size,
-                embeddings_initializer=init,
-                name="distance_embedding",
+            self.distance_embedding = _embedding(
+                config, 2 * config.max_position_embeddings - 1, self.attention_head_size, "distance_embedding"
             )
 
     def build(self, input_shape: Any = None) -> None:

@@ -13,10 +13,11 @@ Training as HF's TF models do it:
 
 Ignored targets with a Keras loss: integer ``y`` equal to -100 (``xlmr.losses.IGNORE_INDEX``) --
 padding in token classification, the empty slots of packed sequence classification -- is
-ignored by Keras losses and metrics too: those targets get weight 0 (and a placeholder class 0),
-the others ``size / count``, so a loss with Keras' default reduction (``"sum_over_batch_size"``)
-is the mean over the targets that count, as the model's own loss (0 when none counts). A loss
-with another reduction sees the same weights; pass your own ``sample_weight`` to change them.
+ignored by Keras losses and metrics too. Such targets are replaced by class 0 and masked out
+through the Keras mask of the prediction (what Keras does for masked sequences), so a loss with
+Keras' default reduction (``"sum_over_batch_size"``) is the mean over the targets that count, as
+the model's own loss (0 when none counts), and metrics (``metrics`` and ``weighted_metrics``)
+count only those targets; a ``sample_weight`` of yours is combined with the mask.
 
 Packed batches (``segment_ids``): sequence classification takes ``labels`` in (batch, seq) slots
 (slot ``[b, k - 1]`` = sequence ``k`` of row ``b``, -100 in empty slots) and returns logits in the
@@ -40,6 +41,14 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+try:  # Keras' mask of a tensor, which its losses and metrics honour (as for masked sequences)
+    from keras.src.backend import set_keras_mask
+except ImportError:  # pragma: no cover - older Keras 3 releases: the attribute itself
+
+    def set_keras_mask(x: Any, mask: Any) -> None:
+        x._keras_mask = mask
+
+
 from xlmr.losses import IGNORE_INDEX, loss_spec
 from xlmr.protocols import PretrainedModel
 
@@ -48,20 +57,14 @@ def _num_replicas() -> int:
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
-def _ignore_index_weights(y: Any, sample_weight: Any, normalize: bool) -> tuple[Any, Any]:
-    """Integer targets equal to IGNORE_INDEX get weight 0 (and class 0); see the module docstring."""
-    if not tf.is_tensor(y) or not y.dtype.is_integer:
-        return y, sample_weight
+def _mask_ignored_targets(y: Any, prediction: Any) -> Any:
+    """Integer targets equal to IGNORE_INDEX: masked out of Keras losses and metrics (see the module
+    docstring) through the Keras mask of ``prediction``; returns ``y`` with them set to class 0."""
+    if not tf.is_tensor(y) or not y.dtype.is_integer or not tf.is_tensor(prediction):
+        return y
     keep = tf.not_equal(y, tf.cast(IGNORE_INDEX, y.dtype))
-    weights = tf.cast(keep, tf.float32)
-    if normalize:
-        size = tf.cast(tf.size(weights), tf.float32)
-        weights = weights * size / tf.maximum(tf.reduce_sum(weights), 1.0)
-    if sample_weight is not None:
-        sample_weight = tf.cast(sample_weight, tf.float32)
-        extra = weights.shape.rank - sample_weight.shape.rank
-        weights = weights * tf.reshape(sample_weight, tf.concat([tf.shape(sample_weight), [1] * extra], 0))
-    return tf.where(keep, y, tf.zeros_like(y)), weights
+    set_keras_mask(prediction, keep)
+    return tf.where(keep, y, tf.zeros_like(y))
 
 
 def _replica_parts(strategy: tf.distribute.Strategy, batch: Any) -> list[Any]:
@@ -172,8 +175,9 @@ class TFTrainingMixin:
     ) -> tf.Tensor:
         """The model's own loss (``compile`` without a loss), else the Keras loss on the prediction fields."""
         if not getattr(self, "_xlmr_own_loss", False):
-            y, sample_weight = _ignore_index_weights(y, sample_weight, normalize=True)
-            return super().compute_loss(x, y, self._prediction(y_pred), sample_weight, training=training)
+            prediction = self._prediction(y_pred)
+            y = _mask_ignored_targets(y, prediction)
+            return super().compute_loss(x, y, prediction, sample_weight, training=training)
         if not isinstance(y_pred, Mapping) or y_pred.get("loss") is None:
             raise ValueError(
                 f"compile() was given no loss, so {type(self).__name__} trains its own loss, which needs "
@@ -194,8 +198,9 @@ class TFTrainingMixin:
             y = self._labels_from_inputs(x)
         if y is None:
             return self.get_metrics_result()
-        y, sample_weight = _ignore_index_weights(y, sample_weight, normalize=False)
-        return super().compute_metrics(x, y, self._prediction(y_pred), sample_weight)
+        prediction = self._prediction(y_pred)
+        y = _mask_ignored_targets(y, prediction)
+        return super().compute_metrics(x, y, prediction, sample_weight)
 
 
 def export_saved_model(
