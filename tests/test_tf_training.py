@@ -319,3 +319,43 @@ def test_saved_model_export_holds_no_erfc(train_config, tmp_path):
     graph = saved.meta_graphs[0].graph_def
     ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
     assert "Erf" in ops and "Erfc" not in ops
+
+
+_DISTRIBUTED_UNBUILT = textwrap.dedent(
+    """
+    import os
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras, numpy as np
+    import xlmr_tf
+    from tests.reference import tiny_config
+    config = tiny_config(num_hidden_layers=1, num_labels=2)
+    ids = np.random.default_rng(0).integers(3, 60, size=(16, 8)).astype(np.int32)
+    with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+        model = xlmr_tf.TFXLMRobertaForSequenceClassification(config)  # not built: Keras builds it
+        model.compile(keras.optimizers.SGD(0.1), metrics=["accuracy"])
+    history = model.fit({"input_ids": ids, "labels": ids[:, 1] % 2}, batch_size=8, verbose=0).history
+    assert np.isfinite(history["loss"]).all() and "accuracy" in history
+    try:
+        model.fit({"input_ids": ids, "labels": ids[:, 1] % 2 + 5}, batch_size=8, verbose=0)
+    except tf.errors.InvalidArgumentError as err:
+        assert "outside [0, 2)" in str(err)
+        print("ok")
+    """
+)
+
+
+def test_mirrored_strategy_builds_an_unbuilt_model_with_integer_ids():
+    """Keras averages a distributed batch to build the model, turning ids into floats; xlmr_tf builds
+    from the first replica's part instead, so the integer-ids check holds (and labels are checked)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _DISTRIBUTED_UNBUILT],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        timeout=300,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]

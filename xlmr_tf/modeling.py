@@ -846,9 +846,7 @@ class TFXLMRobertaMainLayer(keras.layers.Layer):
         input_ids = _to_tensor(input_ids, tf.int32)
         inputs_embeds = _to_tensor(inputs_embeds, self.compute_dtype)
         segment_ids = _to_tensor(segment_ids, tf.int32)
-        batch_size, seq_length = (
-            _static_dims(input_ids) if input_ids is not None else _static_dims(inputs_embeds)[:-1]
-        )
+        seq_length = _static_dims(input_ids if input_ids is not None else inputs_embeds)[1]
         past_length = 0 if past_key_values is None else _static_dims(past_key_values[0][0])[2]
 
         embedding_output = self.embeddings(
@@ -860,8 +858,6 @@ class TFXLMRobertaMainLayer(keras.layers.Layer):
             segment_ids=segment_ids,
             training=training,
         )
-        if attention_mask is None and past_key_values is not None:
-            attention_mask = tf.ones((batch_size, past_length + seq_length), tf.int32)
         keep = attention_keep_mask(
             _to_tensor(attention_mask), segment_ids, seq_length, past_length, config.is_decoder
         )
@@ -1043,7 +1039,7 @@ class TFXLMRobertaPreTrainedModel(TFTrainingMixin, keras.Model):
         True
     """
 
-    head: Head = HEADS["base"]
+    head: Head | None = None  # set by each concrete class
     base_model_prefix = "roberta"
     config_class = XLMRobertaConfig
     # The call arguments in signature order (training excepted): set from each class's ``call``.
@@ -1069,6 +1065,8 @@ class TFXLMRobertaPreTrainedModel(TFTrainingMixin, keras.Model):
             config = XLMRobertaConfig.from_dict(dict(config))
         if not isinstance(config, XLMRobertaConfig):
             raise TypeError(f"config must be an XLMRobertaConfig, got {type(config).__name__}")
+        if self.head is None:
+            raise TypeError(f"{type(self).__name__} has no head; build one of the seven model classes")
         super().__init__(*inputs, **kwargs)
         self.config = config
         pooling = self.head.add_pooling_layer if add_pooling_layer is None else add_pooling_layer
@@ -1246,7 +1244,8 @@ class TFXLMRobertaPreTrainedModel(TFTrainingMixin, keras.Model):
         if _traced(labels) and labels.dtype.is_integer:
             n = num_classes(loss_spec(head), config, ())
             if n is None:  # multiple choice: the choices of the inputs
-                ref = values.get("input_ids", values.get("inputs_embeds"))
+                ref = values.get("input_ids")
+                ref = values.get("inputs_embeds") if ref is None else ref
                 n = _static_dims(tf.convert_to_tensor(ref))[1]
             asserts.append(
                 tf.debugging.Assert(
@@ -1269,8 +1268,10 @@ class TFXLMRobertaPreTrainedModel(TFTrainingMixin, keras.Model):
             ("return_dict", c.use_return_dict),
         ):
             a[flag] = default if a.get(flag) is None else bool(a[flag])
-        if "use_cache" in a:
-            a["use_cache"] = False if a.get("labels") is not None else a["use_cache"]
+        if "use_cache" in a:  # training a decoder (labels given) caches nothing, as HF
+            a["use_cache"] = (
+                False if any(a.get(n) is not None for n in self._label_args()) else a["use_cache"]
+            )
             a["use_cache"] = c.use_cache if a["use_cache"] is None else bool(a["use_cache"])
         return a
 

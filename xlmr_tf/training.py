@@ -138,6 +138,25 @@ class TFTrainingMixin:
         out = self(x, training=False)
         return dict(out) if isinstance(out, Mapping) else out
 
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        """Keras (TensorFlow backend) builds the model, metrics and loss from one batch here. Under
+        tf.distribute it averages the replicas' parts (``reduce("MEAN")``), which turns integer ids
+        into float64 ones that the input checker refuses; the first replica's part is used instead."""
+        if iterator is not None and getattr(self, "_distribute_strategy", None) is not None:
+            strategy = self.distribute_strategy
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: (
+                        strategy.experimental_local_results(v)[0]
+                        if isinstance(v, tf.distribute.DistributedValues)
+                        else v
+                    ),
+                    next(it),
+                )
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     # -- checks outside XLA ----------------------------------------------------------------------
     def _autoconvert_optionals(self, step_func: Callable) -> Callable:
         """Keras (TensorFlow backend) wraps its compiled one-batch step here, for fit, evaluate and
