@@ -478,3 +478,27 @@ def test_docstring_examples_run(module):
     mod = importlib.import_module("xlmr_tf" if module == "__init__" else f"xlmr_tf.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and (result.attempted > 0 or module != "modeling")
+
+
+def test_packed_sequence_classification_labels_are_slots_of_single_label_classes():
+    """Packed labels: (batch, seq) slots of class ids; regression / multi-label need a padded batch."""
+    ids = np.array([[0, 5, 2, 0, 7, 2, 1]], np.int32)
+    seg = np.array([[1, 1, 1, 2, 2, 2, 0]], np.int32)
+    model = xlmr_tf.TFXLMRobertaForSequenceClassification(tiny_config(num_labels=3)).build_model()
+    with pytest.raises(ValueError, match=r"labels has shape \(2,\); with segment_ids .* expects \(1, 7\)"):
+        model(ids, segment_ids=seg, labels=np.array([1, 2]))
+    with pytest.raises(ValueError, match=r"labels contain 3, outside \[0, 3\)"):
+        model(ids, segment_ids=seg, labels=np.array([[1, 3, -100, -100, -100, -100, -100]]))
+    multi = np.zeros((1, 7), np.float32)
+    with pytest.raises(ValueError, match="problem_type='multi_label_classification' needs a padded batch"):
+        model(ids, segment_ids=seg, labels=multi)
+    regression = xlmr_tf.TFXLMRobertaForSequenceClassification(tiny_config(num_labels=1)).build_model()
+    with pytest.raises(ValueError, match="problem_type='regression' needs a padded batch"):
+        regression(ids, segment_ids=seg, labels=multi)
+    out = model(ids, segment_ids=seg, labels=np.array([[1, 2, -100, -100, -100, -100, -100]]))
+    logits = out.logits.numpy()
+    assert logits.shape == (1, 7, 3) and (logits[0, 2:] == 0).all()
+    expected = -np.mean(
+        [np.log(np.exp(logits[0, k]) / np.exp(logits[0, k]).sum())[label] for k, label in enumerate((1, 2))]
+    )
+    assert abs(float(out.loss) - expected) < 1e-5

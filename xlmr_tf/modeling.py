@@ -292,6 +292,12 @@ def _sequence_starts(segment_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.T
     return starts, filled, tf.maximum(number - 1, 0)
 
 
+def _zero_empty_slots(slots: tf.Tensor, segment_ids: tf.Tensor) -> tf.Tensor:
+    """(batch, seq, ...) per-sequence slots with the slots past each row's last sequence set to 0."""
+    filled = _sequence_starts(segment_ids)[1]
+    return tf.where(filled[..., None], slots, tf.zeros_like(slots))
+
+
 # -- small private helpers ---------------------------------------------------------------------------
 
 
@@ -339,6 +345,11 @@ def _outside(values: tf.Tensor, high: int | tf.Tensor, ignore: int | None = None
     values = tf.cast(values, tf.int64)
     bad = tf.logical_or(values < 0, values >= tf.cast(high, tf.int64))
     return bad if ignore is None else tf.logical_and(bad, tf.not_equal(values, ignore))
+
+
+def _traced(x: Any) -> bool:
+    """A tensor whose values are unknown until run time (inside tf.function / XLA)."""
+    return x is not None and tf.is_tensor(x) and tf.is_symbolic_tensor(x)
 
 
 def _past_length(past_key_values: PastKeyValues | None) -> int | None:
@@ -781,12 +792,6 @@ class TFXLMRobertaPooler(keras.layers.Layer):
         return pooled if segment_ids is None else _zero_empty_slots(pooled, segment_ids)
 
 
-def _zero_empty_slots(slots: tf.Tensor, segment_ids: tf.Tensor) -> tf.Tensor:
-    """(batch, seq, ...) per-sequence slots with the slots past each row's last sequence set to 0."""
-    filled = _sequence_starts(segment_ids)[1]
-    return tf.where(filled[..., None], slots, tf.zeros_like(slots))
-
-
 class TFXLMRobertaMainLayer(keras.layers.Layer):
     """The backbone (embeddings, encoder, optional pooler), named ``roberta`` in every model, as in HF.
 
@@ -998,6 +1003,7 @@ def _unpack_inputs(arg_names: tuple[str, ...], args: tuple, kwargs: Mapping[str,
     return values
 
 
+# The call arguments :func:`xlmr.inputs.check_inputs` checks.
 _CHECKED_INPUTS = (
     "input_ids",
     "inputs_embeds",
@@ -1007,6 +1013,21 @@ _CHECKED_INPUTS = (
     "head_mask",
     "encoder_hidden_states",
     "encoder_attention_mask",
+    "segment_ids",
+)
+
+# The backbone's inputs among a model call's arguments.
+_BACKBONE_ARGS = (
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "position_ids",
+    "head_mask",
+    "inputs_embeds",
+    "encoder_hidden_states",
+    "encoder_attention_mask",
+    "past_key_values",
+    "use_cache",
     "segment_ids",
 )
 
@@ -1308,26 +1329,6 @@ class TFXLMRobertaPreTrainedModel(TFTrainingMixin, keras.Model):
         """The tensor(s) Keras losses, metrics and ``predict`` use (``xlmr.heads.Head.prediction``)."""
         fields = tuple(out[name] for name in self.head.prediction)
         return fields[0] if len(fields) == 1 else fields
-
-
-_BACKBONE_ARGS = (
-    "input_ids",
-    "attention_mask",
-    "token_type_ids",
-    "position_ids",
-    "head_mask",
-    "inputs_embeds",
-    "encoder_hidden_states",
-    "encoder_attention_mask",
-    "past_key_values",
-    "use_cache",
-    "segment_ids",
-)
-
-
-def _traced(x: Any) -> bool:
-    """A tensor whose values are unknown until run time (inside tf.function / XLA)."""
-    return x is not None and tf.is_tensor(x) and tf.is_symbolic_tensor(x)
 
 
 @keras.saving.register_keras_serializable(package="xlmr")
