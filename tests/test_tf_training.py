@@ -276,6 +276,8 @@ def test_packed_fit_step_equals_padded(head, style, jit):
     loss_padded, acc_padded, after_padded = _one_sgd_step(head, config, init, padded, style, jit)
     loss_packed, acc_packed, after_packed = _one_sgd_step(head, config, init, packed, style, jit)
     assert abs(loss_packed - loss_padded) <= ATOL, (loss_packed, loss_padded)
+    fresh = getattr(xlmr_tf, HEADS[head].tf_class)(config).load_canonical_state_dict(init)
+    assert abs(loss_padded - float(fresh(**padded).loss)) <= ATOL  # the model's own loss, either style
     assert acc_packed == pytest.approx(acc_padded)
     moved = max(float(np.abs(after_padded[k] - init[k]).max()) for k in init)
     assert moved > 1e-3
