@@ -42,10 +42,10 @@ import keras
 import tensorflow as tf
 
 try:  # Keras' mask of a tensor, which its losses and metrics honour (as for masked sequences)
-    from keras.src.backend import set_keras_mask
+    from keras.src.backend import set_keras_mask as _set_keras_mask
 except ImportError:  # pragma: no cover - older Keras 3 releases: the attribute itself
 
-    def set_keras_mask(x: Any, mask: Any) -> None:
+    def _set_keras_mask(x: Any, mask: Any) -> None:
         x._keras_mask = mask
 
 
@@ -63,7 +63,7 @@ def _mask_ignored_targets(y: Any, prediction: Any) -> Any:
     if not tf.is_tensor(y) or not y.dtype.is_integer or not tf.is_tensor(prediction):
         return y
     keep = tf.not_equal(y, tf.cast(IGNORE_INDEX, y.dtype))
-    set_keras_mask(prediction, keep)
+    _set_keras_mask(prediction, keep)
     return tf.where(keep, y, tf.zeros_like(y))
 
 
