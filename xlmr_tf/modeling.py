@@ -44,8 +44,8 @@ from xlmr import inputs as core_inputs
 from xlmr import outputs as O
 from xlmr.config import XLMRobertaConfig
 from xlmr.heads import HEADS, Head
-from xlmr.inputs import ArrayInfo, InputShape, check_inputs
-from xlmr.losses import IGNORE_INDEX, check_labels, loss_spec, num_classes, problem_type
+from xlmr.inputs import ArrayInfo, check_inputs
+from xlmr.losses import IGNORE_INDEX, check_labels, loss_spec, num_classes
 
 from . import loading, losses
 from .training import TFTrainingMixin, export_saved_model
@@ -1195,44 +1195,15 @@ class TFXLMRobertaPreTrainedModel(TFTrainingMixin, keras.Model):
         labels = {name: array_info(values.get(name)) for name in names if values.get(name) is not None}
         if labels:
             rows = (infos["input_ids"] or infos["inputs_embeds"]).shape[0]
-            self._check_labels(labels, rows, shape, packed=infos["segment_ids"] is not None)
+            check_labels(
+                head, config, labels, batch=rows, seq=shape.seq, num_choices=shape.num_choices,
+                segment_ids=infos["segment_ids"],
+            )  # fmt: skip
         asserts = self._value_asserts(values)
         if not asserts:
             return values
         with tf.control_dependencies(asserts):  # the inputs are used only once they passed
             return {k: tf.identity(v) if tf.is_tensor(v) else v for k, v in values.items()}
-
-    def _check_labels(
-        self, labels: dict[str, ArrayInfo], rows: int | None, shape: InputShape, packed: bool
-    ) -> None:
-        """:func:`xlmr.losses.check_labels`; packed per-sequence labels come in (batch, seq) slots."""
-        config, head = self.config, self.head
-        if not (packed and head.per_sequence):
-            check_labels(head, config, labels, batch=rows, seq=shape.seq, num_choices=shape.num_choices)
-            return
-        # Packed rows: one label per sequence slot, IGNORE_INDEX in the empty slots, as the logits'
-        # (batch, seq, num_labels) slots. The core's check_labels expects one row per sequence, so
-        # the slots are checked as a flat batch of batch * seq labels.
-        (name,) = labels
-        info = labels[name]
-        kind = problem_type(config, info.kind, write_back=False)
-        if kind != "single_label_classification":
-            raise ValueError(
-                f"packed rows (segment_ids) train single-label classification only; problem_type={kind!r} "
-                "needs a padded batch"
-            )
-        want = (rows, shape.seq)
-        if len(info.shape) != 2 or any(
-            s is not None and w is not None and s != w for s, w in zip(info.shape, want)
-        ):
-            wanted = tuple("?" if d is None else d for d in want)
-            raise ValueError(
-                f"{name} has shape {tuple(info.shape)}; with segment_ids the {head.name} head expects "
-                f"{wanted}: one label per sequence slot, {IGNORE_INDEX} in the empty slots"
-            )
-        flat = None if None in info.shape else info.shape[0] * info.shape[1]
-        values = None if info.values is None else np.asarray(info.values).reshape(-1)
-        check_labels(head, config, {name: ArrayInfo((flat,), info.kind, values)}, batch=flat, seq=shape.seq)
 
     def _value_asserts(self, values: Mapping[str, Any], y: Any = None) -> list[tf.Operation]:
         """Graph asserts on the ids and labels of a traced call (nothing for concrete values: checked).
