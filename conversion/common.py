@@ -58,7 +58,8 @@ def np_dtype(name: str | np.dtype) -> np.dtype:
 def cast(array: np.ndarray, dtype: np.dtype | None) -> np.ndarray:
     """Exact numpy / ml_dtypes cast (round to nearest even), C-contiguous."""
     if dtype is not None and array.dtype != dtype:
-        array = array.astype(dtype)
+        with np.errstate(over="ignore"):  # values beyond the range were refused or allowed upstream
+            array = array.astype(dtype)
     return np.ascontiguousarray(array)
 
 

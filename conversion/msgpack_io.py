@@ -272,7 +272,10 @@ def open_files(paths: list[Path]) -> LazyStateDict:
                 raise CheckpointError(f"{path}: not a Flax params file (top level is not a map)")
             if set(tree) == {"params"}:
                 tree = tree["params"]
-            tree = _leaves(walker, tree, f, "")
+            try:
+                tree = _leaves(walker, tree, f, "")
+            except CheckpointError as err:
+                raise CheckpointError(f"{path}: {err}") from None
         for path_parts, lazy in W.flatten_tree(tree).items():
             lazy.native = "/".join(path_parts)
             try:
