@@ -350,6 +350,7 @@ class StagedDirectory:
         (called with the old path, before the swap) so the caller can log why.
         """
         dest, new = self.destination, self.path
+        written = sorted(new.iterdir())  # what the caller wrote: flushed to disk before the swap
         for entry in sorted(dest.iterdir()) if dest.is_dir() else []:
             if entry == new or _INSIDE_LEFTOVER.fullmatch(entry.name) or os.path.lexists(new / entry.name):
                 continue  # the new version has its own (or it is ours)
@@ -359,12 +360,13 @@ class StagedDirectory:
                 if self.in_place:
                     _rmtree(entry)
             elif not self.in_place:
-                _link_or_copy(entry, new / entry.name)
-        for root, dirs, files in os.walk(new):
-            for name in files:
-                _fsync_path(Path(root) / name)
-            for name in dirs:
-                _fsync_path(Path(root) / name)
+                _link_or_copy(entry, new / entry.name)  # carried over: links to data already on disk
+        for entry in written:
+            for root, dirs, files in os.walk(entry) if entry.is_dir() else [(entry.parent, [], [entry.name])]:
+                for name in (*files, *dirs):
+                    _fsync_path(Path(root) / name)
+            if entry.is_dir():
+                _fsync_path(entry)
         _fsync_path(new)
         if self.in_place:
             for entry in sorted(new.iterdir()):
