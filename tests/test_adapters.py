@@ -260,16 +260,16 @@ def test_keras_fit_trains_the_adapter_alone_and_peft_loads_it(style, jit, tmp_pa
     assert sum(int(np.prod(v.shape)) for v in model.trainable_weights) == adapter_size
     if style == "own_loss":
         model.compile(keras.optimizers.Adam(1e-2), jit_compile=jit)
-        history = model.fit({**x, "labels": y}, batch_size=8, epochs=12, verbose=0)
+        history = model.fit({**x, "labels": y}, batch_size=8, epochs=16, verbose=0)
     else:
         model.compile(
             keras.optimizers.Adam(1e-2),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             jit_compile=jit,
         )
-        history = model.fit(x, y, batch_size=8, epochs=12, verbose=0)
+        history = model.fit(x, y, batch_size=8, epochs=16, verbose=0)
     losses = history.history["loss"]
-    assert np.isfinite(losses).all() and losses[-1] < 0.7 * losses[0], losses
+    assert np.isfinite(losses).all() and losses[-1] < 0.6 * losses[0], losses
     after = model.canonical_state_dict()
     for key, value in base.items():
         if key.startswith("classifier."):  # modules_to_save: trained
@@ -309,14 +309,14 @@ def test_flax_train_step_trains_the_adapter_alone_and_peft_loads_it(head, tmp_pa
         sum(v.size for v in jax.tree_util.tree_leaves(opt_state)) == 2 * adapter_size + 1
     )  # moments + count
     rng, losses = jax.random.PRNGKey(0), []
-    for epoch in range(12):
+    for epoch in range(16):
         epoch_losses = []
         for i in range(0, 32, 8):
             batch = {**{k: v[i : i + 8] for k, v in x.items()}, "labels": y[i : i + 8]}
             adapter, opt_state, loss = step(adapter, opt_state, batch, jax.random.fold_in(rng, epoch * 4 + i))
             epoch_losses.append(float(loss))
         losses.append(float(np.mean(epoch_losses)))
-    assert np.isfinite(losses).all() and losses[-1] < 0.7 * losses[0], losses
+    assert np.isfinite(losses).all() and losses[-1] < 0.6 * losses[0], losses
     model.adapter_params = adapter
     after = model.canonical_state_dict()
     for key, value in params_before.items():  # model.params is never updated: the base, bit for bit
