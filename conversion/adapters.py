@@ -162,3 +162,50 @@ def _as_numpy(value: object, key: str) -> np.ndarray:
         return np.asarray(value)
     except Exception as err:  # noqa: BLE001 -- any framework's conversion error
         raise ValueError(f"adapter_state_dict[{key!r}] is not an array: {type(value).__name__}") from err
+
+
+def merge_into_checkpoint(
+    checkpoint: str | os.PathLike,
+    adapter: str | os.PathLike,
+    destination: str | os.PathLike,
+    fmt: str = "safetensors",
+    *,
+    head: str | None = None,
+    **config_overrides: object,
+) -> Path:
+    """Write ``checkpoint`` with a LoRA ``adapter`` merged into it, as a full checkpoint in ``fmt``
+    (PEFT's ``merge_and_unload`` + ``save_pretrained``, with numpy alone: no framework needed).
+
+    Each targeted weight becomes ``W + scale * B @ A`` and the ``modules_to_save`` weights are the
+    adapter's, so a classifier the base checkpoint lacks (an adapter trained on a masked-LM
+    checkpoint) comes from the adapter.
+
+    Args:
+        checkpoint: The base model's directory (config.json + any weight file).
+        adapter: A PEFT LoRA adapter directory.
+        destination: Output directory (replaced as a whole, see :func:`conversion.save_pretrained`).
+        fmt: ``safetensors``, ``pytorch``, ``tf`` or ``flax`` (aliases accepted).
+        head: The model head; default: the adapter's ``task_type``, else the checkpoint's architecture.
+        **config_overrides: Config fields to override (``num_labels=3``...).
+    """
+    from xlmr.config import XLMRobertaConfig
+    from xlmr.heads import get_head
+
+    from .io import head_of, load_pretrained, resolve_format, save_pretrained
+
+    config, weights = load_adapter(adapter)
+    if head is None:
+        task_head = A.head_for_task(config.task_type)
+        head = task_head.name if task_head else head_of(XLMRobertaConfig.from_pretrained(checkpoint)).name
+    head = get_head(head)
+    model_config, report = load_pretrained(checkpoint, head, **config_overrides)
+    plan = A.plan_adapter(config, model_config, head)
+    checked = A.check_state_dict(plan, weights, str(adapter))
+    missing = [k for k in report.newly_initialized if k not in plan.saved]
+    if missing:
+        raise A.AdapterError(
+            f"{checkpoint} lacks {', '.join(missing[:5])} and the adapter does not save them (modules_to_save)"
+        )
+    base = dict(report.state_dict)
+    base.update({k: checked[k] for k in plan.saved if k not in base})
+    return save_pretrained(A.merge(plan, base, checked), model_config, head, destination, resolve_format(fmt))

@@ -138,6 +138,21 @@ def test_merged_adapter_saves_peft_merged_checkpoint(peft_adapter, backend, fmt,
         np.testing.assert_allclose(value, ref["merged"][key], atol=1e-6, rtol=0, err_msg=key)
 
 
+@pytest.mark.parametrize("fmt", ["tf", "flax"])
+def test_merge_into_checkpoint_needs_no_framework(peft_adapter, fmt, tmp_path):
+    """conversion.adapters.merge_into_checkpoint: numpy only, PEFT's merge_and_unload weights."""
+    import conversion
+    from conversion.adapters import merge_into_checkpoint
+
+    ref = peft_adapter
+    hf_torch_model(ref["head"], ref["config"]).save_pretrained(tmp_path / "base")  # the adapter's base
+    merge_into_checkpoint(tmp_path / "base", ref["dir"], tmp_path / "merged", fmt)
+    saved = conversion.read_state_dict(tmp_path / "merged")
+    assert set(saved) == set(W.expected_shapes(ref["config"], ref["head"]))
+    for key, value in saved.items():
+        np.testing.assert_allclose(value, ref["merged"][key], atol=1e-6, rtol=0, err_msg=key)
+
+
 @pytest.mark.parametrize("backend", ["tf", "flax"])
 def test_rslora_rank_pattern_and_regex_targets(backend, tmp_path):
     head = "sequence_classification"
