@@ -231,6 +231,27 @@ def test_switching_disabling_and_deleting_adapters(peft_adapter, backend, tmp_pa
         model.enable_adapters()
 
 
+@pytest.mark.parametrize("backend", ["tf", "flax"])
+def test_add_adapter_takes_peft_and_dict_configs_and_starts_as_the_base_model(backend, tmp_path):
+    config = tiny_config()
+    head = "sequence_classification"
+    model = _build(backend, head, config, canonical_state_dict(hf_torch_model(head, config), config, head))
+    x = _inputs(config, head)
+    base_logits = _logits(backend, model, x)
+    model.add_adapter(peft.LoraConfig(r=4, target_modules=["query", "value"], modules_to_save=["classifier"]))
+    model.add_adapter({"peft_type": "LORA", "r": 2, "target_modules": ["key"]}, adapter_name="from_dict")
+    assert model.active_adapters() == ["from_dict"]  # add_adapter activates, as HF's
+    np.testing.assert_array_equal(_logits(backend, model, x), base_logits)  # B starts at zero
+    model.set_adapter("default")
+    np.testing.assert_array_equal(_logits(backend, model, x), base_logits)
+    assert sorted(model.peft_config["default"].target_modules) == ["query", "value"]
+    assert {k.rpartition(".lora_")[0] for k in A.lora_keys(model.get_adapter_state_dict("from_dict"))} == {
+        f"roberta.encoder.layer.{i}.attention.self.key" for i in range(config.num_hidden_layers)
+    }
+    with pytest.raises(ValueError, match="an adapter is saved in PEFT's format, safetensors or pytorch"):
+        model.save_pretrained(tmp_path / "x", format="tf")
+
+
 # -- Keras fit / Flax train step -> PEFT (HF PyTorch) -------------------------------------------------
 def _task(n: int = 32, seq: int = 8, seed: int = 0):
     """Learnable: the label is the parity of the token after <s>."""

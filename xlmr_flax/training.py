@@ -14,6 +14,13 @@ update. Fold the step number into the key so that every step drops out different
     for i, batch in enumerate(batches):
         params, opt_state, loss = step(params, opt_state, batch, jax.random.fold_in(rng, i))
 
+With a trainable LoRA adapter attached (``model.add_adapter(...)``, see :mod:`xlmr_flax.adapters`)
+the step trains the adapter alone: pass ``model.adapter_params`` (and ``optimizer.init`` of it) as
+``params``; the base parameters are read from ``model.params`` and never change::
+
+    adapter, opt_state = model.adapter_params, optimizer.init(model.adapter_params)
+    adapter, opt_state, loss = step(adapter, opt_state, batch, rng)
+
 Data parallelism uses ``jax.sharding``: a 1-D :class:`~jax.sharding.Mesh` over the devices
 with axis ``"batch"``; parameters and optimizer state are replicated, every batch array is
 split along its first axis, and XLA inserts the gradient all-reduce. The loss is the mean over
