@@ -537,11 +537,6 @@ class AdapterPlan:
             config = config.copy(target_modules=tuple(self.targets))
         return config
 
-    @property
-    def saved_modules(self) -> tuple[str, ...]:
-        """The top-level names of the ``modules_to_save`` weights (``classifier``...)."""
-        return tuple(dict.fromkeys(k.rpartition(".")[0] for k in self.saved))
-
 
 def plan_adapter(
     adapter_config: LoraConfig, config: XLMRobertaConfig, head: Head | str, model_name: str | None = None
