@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._packing import DEFAULT_MAX_BATCH_TOKENS
-from ._runner import Runner
+from ._runner import Runner, check_batch_size
 
 
 class Pipeline:
@@ -59,8 +59,13 @@ class Pipeline:
         return {}
 
     def _params(self, options: dict[str, Any]) -> dict[str, Any]:
-        """Construction-time options overridden by this call's."""
-        return {**self._options, **self._sanitize(**options)}
+        """Construction-time options overridden by this call's (``batch_size`` may be given per call)."""
+        options = dict(options)
+        batch_size = options.pop("batch_size", None)
+        options.pop("num_workers", None)  # HF's data-loader workers: nothing to load here
+        params = {**self._options, **self._sanitize(**options)}
+        params["batch_size"] = check_batch_size(batch_size)
+        return params
 
     @property
     def max_length(self) -> int:

@@ -57,7 +57,9 @@ class FeatureExtractionPipeline(Pipeline):
             kwargs["max_length"] = self.max_length
         sequences = self.tokenizer(texts, **kwargs)["input_ids"] if texts else []
         self.check_lengths(sequences, texts)
-        states = self.runner.hidden_states(sequences, desc="feature-extraction")
+        states = self.runner.hidden_states(
+            sequences, desc="feature-extraction", batch_size=params["batch_size"]
+        )
         as_array = bool(params.get("return_tensors"))
         results = [s[None].astype(np.float32) if as_array else s[None].tolist() for s in states]
         return results[0] if single else results

@@ -100,7 +100,9 @@ class FillMaskPipeline(Pipeline):
                 )
             positions.append(where)
         self.check_lengths(sequences, texts)
-        logits = self.runner.masked_lm_logits(sequences, positions, desc="fill-mask")
+        logits = self.runner.masked_lm_logits(
+            sequences, positions, desc="fill-mask", batch_size=params["batch_size"]
+        )
         results = [
             self.postprocess(seq, pos, lg, params.get("top_k", 5), params.get("target_ids"))
             for seq, pos, lg in zip(sequences, positions, logits)

@@ -84,7 +84,10 @@ class QuestionAnsweringPipeline(Pipeline):
         examples, single = self._examples(args, question, context)
         spans = self._encode(examples, params)
         logits = self.runner.head_outputs(
-            [s["input_ids"] for s in spans], ("start_logits", "end_logits"), desc="question-answering"
+            [s["input_ids"] for s in spans],
+            ("start_logits", "end_logits"),
+            desc="question-answering",
+            batch_size=params["batch_size"],
         )
         per_example: list[list] = [[] for _ in examples]
         for span, out in zip(spans, logits):
@@ -281,6 +284,9 @@ def decode_spans(
         idx_sort = idx[np.argsort(-scores_flat[idx])]
     starts, ends = np.unravel_index(idx_sort, candidates.shape)[1:]
     desired = np.isin(starts, undesired_tokens.nonzero()) & np.isin(ends, undesired_tokens.nonzero())
+    # Unlike HF, never an end before its start: such spans score 0 and reach the results only when
+    # a window has fewer possible spans than ``topk`` (they would give ``start > end``).
+    desired &= ends >= starts
     starts, ends = starts[desired], ends[desired]
     return starts, ends, candidates[0, starts, ends]
 

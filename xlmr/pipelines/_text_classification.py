@@ -78,7 +78,9 @@ class TextClassificationPipeline(Pipeline):
         items = [inputs] if single else list(inputs)
         sequences = self._encode(items, params.get("tokenizer_kwargs", {}))
         self.check_lengths(sequences, items)
-        logits = self.runner.head_outputs(sequences, ("logits",), desc="text-classification")
+        logits = self.runner.head_outputs(
+            sequences, ("logits",), desc="text-classification", batch_size=params["batch_size"]
+        )
         results = [
             self.postprocess(
                 out["logits"],

@@ -100,14 +100,17 @@ class TokenClassificationPipeline(Pipeline):
         items = [inputs] if single else list(inputs)
         chunks = self._encode(items, params)
         sequences = [c["input_ids"] for c in chunks]
-        logits = self.runner.head_outputs(sequences, ("logits",), desc="token-classification")
+        logits = self.runner.head_outputs(
+            sequences, ("logits",), desc="token-classification", batch_size=params["batch_size"]
+        )
         per_item: list[list] = [[] for _ in items]
         for chunk, out in zip(chunks, logits):
             per_item[chunk["item"]].append((chunk, out["logits"]))
         strategy = params.get("aggregation_strategy", "none")
         ignore = params.get("ignore_labels", ["O"])
         results = [self.postprocess(parts, strategy, ignore) for parts in per_item]
-        return results[0] if single else results
+        # HF: one list of pre-split words still gives a list (of its one result)
+        return results[0] if single and not split else results
 
     def _encode(self, items: list, params: dict) -> list[dict]:
         """Tokenize; one dict per model input (a text gives several with ``stride``)."""
@@ -191,7 +194,9 @@ class TokenClassificationPipeline(Pipeline):
         aggregated = []
         previous = entities[0]
         for entity in entities:
-            if previous["start"] <= entity["start"] < previous["end"]:
+            # An empty span (the inserted "▁" standing alone, which HF gives the next character)
+            # overlaps what starts where it stands.
+            if previous["start"] <= entity["start"] < max(previous["end"], previous["start"] + 1):
                 current_length = entity["end"] - entity["start"]
                 previous_length = previous["end"] - previous["start"]
                 if current_length > previous_length or (
