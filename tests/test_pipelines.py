@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import unicodedata
@@ -545,7 +546,7 @@ def checkpoints(world, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pipeline_checkpoints")
     dirs = {}
-    for kind in ("masked_lm", "token_classification", "question_answering"):
+    for kind in ("masked_lm", "sequence_classification", "token_classification", "question_answering"):
         head, config = HEAD_OF.get(kind, kind), world.config(kind)
         config.architectures = [xlmr.HEADS[head].torch_class]
         state = canonical_state_dict(world.hf_model(kind), config, head)
@@ -563,6 +564,25 @@ def test_pipeline_from_a_directory(world, checkpoints, backend):
     assert_same(fill(FILL_TEXTS[0]), world.pipeline("fill-mask", "masked_lm", "torch")(FILL_TEXTS[0]))
     features = xlmr.pipeline("feature-extraction", str(checkpoints["masked_lm"]), backend=backend)
     assert np.array(features("cat")).shape[-1] == 32
+
+
+def test_readme_task_examples_run(checkpoints):
+    """The README's Tasks examples run as written (on the tiny checkpoints)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Tasks: `xlmr.pipeline`", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 5, "one example per task"
+    paths = {
+        "path/to/xlm-roberta-base": checkpoints["masked_lm"],
+        "path/to/classifier": checkpoints["sequence_classification"],
+        "path/to/ner-model": checkpoints["token_classification"],
+        "path/to/qa-model": checkpoints["question_answering"],
+    }
+    namespace: dict = {"long_text": CONTEXT * 3}
+    for block in blocks:
+        for placeholder, directory in paths.items():
+            block = block.replace(placeholder, str(directory))
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
 
 
 # -- bad input -------------------------------------------------------------------------------------
