@@ -211,15 +211,19 @@ CLASSIFY_CASES = [
 @pytest.mark.hf
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_text_classification_matches_hf(world, backend):
-    for kind in ("sequence_classification", "multi_label", "regression", "one_label"):
+    ours = world.pipeline("text-classification", "sequence_classification", backend)
+    theirs = world.hf_pipeline("text-classification", "sequence_classification")
+    for options in CLASSIFY_CASES:
+        for inputs in (CLASSIFY[0], CLASSIFY, PAIR, [PAIR, dict(PAIR, text_pair="Paris.")]):
+            assert_same(ours(inputs, **options), theirs(inputs, **options), f"{inputs!r} {options}")
+    assert_same(ours(CLASSIFY, batch_size=2), theirs(CLASSIFY, batch_size=2))
+    # the default function by problem_type / num_labels: sigmoid, none, sigmoid
+    for kind in ("multi_label", "regression", "one_label"):
         ours = world.pipeline("text-classification", kind, backend)
         theirs = world.hf_pipeline("text-classification", kind)
-        for options in CLASSIFY_CASES:
-            for inputs in (CLASSIFY[0], CLASSIFY, PAIR, [PAIR, dict(PAIR, text_pair="Paris.")]):
-                assert_same(
-                    ours(inputs, **options), theirs(inputs, **options), f"{kind} {inputs!r} {options}"
-                )
-        assert_same(ours(CLASSIFY, batch_size=2), theirs(CLASSIFY, batch_size=2))
+        for options in ({}, {"top_k": None}, {"function_to_apply": "softmax", "top_k": None}):
+            inputs = [CLASSIFY[0], PAIR]
+            assert_same(ours(inputs, **options), theirs(inputs, **options), f"{kind} {options}")
     # options given at construction (HF keeps the one-item list for a plain string called without top_k)
     ours = world.pipeline("sentiment-analysis", "sequence_classification", backend, top_k=None)
     theirs = world.hf_pipeline("sentiment-analysis", "sequence_classification", top_k=None)
