@@ -102,6 +102,6 @@ def load_tokenizer(tokenizer: Any, directory: str | os.PathLike | None):
     source = Path(source).expanduser()
     if not any((source / name).is_file() for name in TOKENIZER_FILES):
         raise FileNotFoundError(f"tokenizer {str(source)!r}: no {' or '.join(TOKENIZER_FILES)} there")
-    from .. import XLMRobertaTokenizerFast
+    from ..tokenization import XLMRobertaTokenizerFast
 
     return XLMRobertaTokenizerFast.from_pretrained(str(source))
