@@ -43,7 +43,7 @@ class QuestionAnsweringPipeline(Pipeline):
 
     def _sanitize(
         self,
-        padding=None,
+        padding=None,  # accepted for HF's signature; windows are batched by the planner
         topk=None,
         top_k=None,
         doc_stride=None,
@@ -188,7 +188,7 @@ class QuestionAnsweringPipeline(Pipeline):
         enc = self.tokenizer(
             text=questions if question_first else contexts,
             text_pair=contexts if question_first else questions,
-            padding=params.get("padding", "do_not_pad"),
+            padding="do_not_pad",  # the planner pads (or packs) the windows of a batch itself
             truncation="only_second" if question_first else "only_first",
             max_length=max_seq_len,
             stride=doc_stride,
