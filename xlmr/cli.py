@@ -38,7 +38,7 @@ _DELEGATED: dict[str, tuple[str, str]] = {
 }
 # MOUNT POINT for `xlmr embed` (issue 13, sentence embeddings): the module that defines
 # `add_arguments(parser)` and `run(args) -> int`. Until it exists, `xlmr embed` says so and exits 2.
-EMBED_MODULE = "xlmr.embed"
+EMBED_MODULE = "xlmr.cli_embed"
 
 
 class _Parser(argparse.ArgumentParser):
