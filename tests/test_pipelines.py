@@ -42,6 +42,7 @@ TRAIN = [
 NER_LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
 MODEL_CONFIG = {
     "masked_lm": {},
+    "masked_lm_wide": {"vocab_size": 400},  # a model vocabulary padded beyond the tokenizer's
     "sequence_classification": {"id2label": {0: "neg", 1: "neu", 2: "pos"}, "num_labels": 3},
     "multi_label": {
         "id2label": {0: "a", 1: "b", 2: "c"},
@@ -54,8 +55,8 @@ MODEL_CONFIG = {
     "question_answering": {"num_labels": 2},
     "base": {},
 }
-HEAD_OF = {"multi_label": "sequence_classification", "regression": "sequence_classification",
-           "one_label": "sequence_classification"}  # fmt: skip
+HEAD_OF = {"masked_lm_wide": "masked_lm", "multi_label": "sequence_classification",
+           "regression": "sequence_classification", "one_label": "sequence_classification"}  # fmt: skip
 MAX_LENGTH = 128  # tokenizer's model_max_length; the models take 128 tokens (max_position_embeddings 130)
 
 
@@ -73,9 +74,8 @@ class World:
         self._ours: dict = {}
 
     def config(self, kind: str):
-        return tiny_config(
-            vocab_size=len(self.tokenizer), max_position_embeddings=MAX_LENGTH + 2, **MODEL_CONFIG[kind]
-        )
+        options = dict(vocab_size=len(self.tokenizer), max_position_embeddings=MAX_LENGTH + 2)
+        return tiny_config(**{**options, **MODEL_CONFIG[kind]})
 
     def hf_model(self, kind: str):
         if kind not in self._hf:
@@ -191,6 +191,11 @@ def test_fill_mask_matches_hf(world, backend):
     ours3 = world.pipeline("fill-mask", "masked_lm", backend, top_k=3, batch_size=1)
     theirs3 = world.hf_pipeline("fill-mask", "masked_lm", top_k=3)
     assert_same(ours3(FILL_TEXTS), theirs3(FILL_TEXTS))
+    # predictions past the tokenizer's vocabulary decode to nothing, as with HF's fast tokenizer
+    wide = world.pipeline("fill-mask", "masked_lm_wide", backend)
+    got = wide(FILL_TEXTS[0], top_k=40)
+    assert any(p["token"] >= len(world.tokenizer) for p in got)
+    assert_same(got, world.hf_pipeline("fill-mask", "masked_lm_wide")(FILL_TEXTS[0], top_k=40))
 
 
 # -- text classification ---------------------------------------------------------------------------

@@ -109,6 +109,14 @@ class FillMaskPipeline(Pipeline):
         ]
         return results[0] if single or len(results) == 1 else results
 
+    def _decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        """The tokenizer's decode, leaving out ids past its vocabulary (a model vocabulary may be padded
+        beyond it) as HF's fast tokenizer does."""
+        size = len(self.tokenizer)
+        return self.tokenizer.decode(
+            [i for i in ids if 0 <= i < size], skip_special_tokens=skip_special_tokens
+        )
+
     def postprocess(
         self,
         input_ids: list[int],
@@ -139,12 +147,12 @@ class FillMaskPipeline(Pipeline):
                 tokens = tokens[tokens != pad]
                 # HF skips special tokens for readability, but keeps them with several masks so the
                 # other <mask> tokens still show.
-                sequence = self.tokenizer.decode(tokens.tolist(), skip_special_tokens=single_mask)
+                sequence = self._decode(tokens.tolist(), skip_special_tokens=single_mask)
                 row.append(
                     {
                         "score": float(v),
                         "token": int(p),
-                        "token_str": self.tokenizer.decode([p]),
+                        "token_str": self._decode([p]),
                         "sequence": sequence,
                     }
                 )
