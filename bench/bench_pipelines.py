@@ -93,6 +93,13 @@ def _ours(backend: str, head: str, hf_model, shape: dict, **extra):
     return model
 
 
+def _add(rows: list[dict], **row) -> None:
+    """Append a row and show it at once on stderr (a base-size run takes long)."""
+    rows.append(row)
+    print(f"  {row['backend']:5} {row['benchmark']}: xlmr {row['xlmr']:.4g} {row['unit']}, HF {row['hf']:.4g}, "
+          f"ratio {row['ratio']:.2f}; {row['notes']}", file=sys.stderr, flush=True)  # fmt: skip
+
+
 def _timed(fn) -> tuple[float, object]:
     start = time.perf_counter()
     out = fn()
@@ -171,7 +178,7 @@ def run(quick: bool = False, n_texts: int | None = None) -> list[dict]:
                 lambda p, t: p(t, batch_size=NER_BATCH),
             )
             same = sum(_same_entities(a, b) for a, b in zip(got, expected))
-            rows.append(dict(
+            _add(rows, **dict(
                 benchmark=f"token classification, {n} corpus texts ({tokens} tokens), batch_size={NER_BATCH} ({name})",
                 backend=backend, xlmr=seconds, hf=hf_s, unit="s", ratio=hf_s / seconds,
                 notes=f"{note}{same}/{n} results equal HF's; {threads} threads",
@@ -204,7 +211,7 @@ def run(quick: bool = False, n_texts: int | None = None) -> list[dict]:
                 lambda p, t: p(t, batch_size=FILL_BATCH, **trunc),
             )
             same = sum(_same_fill(a, b) for a, b in zip(got, expected))
-            rows.append(dict(
+            _add(rows, **dict(
                 benchmark=f"fill-mask, {n} corpus texts, top_k=5, batch_size={FILL_BATCH} ({name})",
                 backend=backend, xlmr=seconds, hf=hf_s, unit="s", ratio=hf_s / seconds,
                 notes=f"{note}{same}/{n} results equal HF's; LM head at the masked positions only",
@@ -212,7 +219,7 @@ def run(quick: bool = False, n_texts: int | None = None) -> list[dict]:
             pipe(one)
             ours_one = statistics.median(_timed(lambda p=pipe: p(one))[0] for _ in range(reps))
             n_tokens = len(tok(one)["input_ids"])
-            rows.append(dict(
+            _add(rows, **dict(
                 benchmark=f"fill-mask, one text of {n_tokens} tokens ({name})",
                 backend=backend, xlmr=1000 * ours_one, hf=1000 * hf_one, unit="ms", ratio=hf_one / ours_one,
                 notes=f"median of {reps} calls; equal to HF's: {_same_fill(pipe(one), hf_single)}",
