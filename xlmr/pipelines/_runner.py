@@ -95,7 +95,7 @@ class Runner:
         batches = []
         for group in groups:
             subset = [sequences[int(i)] for i in group]
-            if self.packed:
+            if self.packed and len(subset) > 1:  # (one sequence alone: a plain row, no block mask)
                 planned = pack_sequences(subset, **options)
             else:
                 planned = pad_sequences(subset, max_rows=batch_size, **options)
