@@ -239,10 +239,10 @@ def test_packed_sequence_classification_takes_single_label_slots_only():
     config = tiny_config(num_labels=1)
     model = flax_class("sequence_classification")(config)
     packed, _ = _packed_and_padded(tiny_config(), "sequence_classification")
-    with pytest.raises(ValueError, match="single-label classification only.*this is regression"):
+    with pytest.raises(ValueError, match="single-label classification only.*this call is regression"):
         compute_loss(model, {**packed, "labels": np.zeros((2, 15), np.float32)})
     model = flax_class("sequence_classification")(tiny_config())
-    with pytest.raises(ValueError, match=r"labels has shape \(4,\); with segment_ids .* expects \(2, 15\)"):
+    with pytest.raises(ValueError, match=r"labels has shape \(4,\); with segment_ids .* expects .*\(2, 15\)"):
         compute_loss(model, {**packed, "labels": np.array([0, 1, 2, 0])})
 
 

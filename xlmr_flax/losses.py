@@ -115,34 +115,16 @@ def _check(head: Head, config: XLMRobertaConfig, predictions: Any, labels: Mappi
         )
     infos = {name: array_info(value) for name, value in labels.items()}
     shape = tuple((predictions[0] if spec.kind == "span" else predictions).shape)
-    if head.per_sequence and spec.label_rank is None and len(shape) == 3:
-        infos = {"labels": _packed_slot_labels(head, config, infos["labels"], shape)}
-        shape = (shape[0] * shape[1], shape[2])
+    packed = head.per_sequence and spec.label_rank is None and len(shape) == 3  # logits in (batch, seq) slots
     check_labels(
         head,
         config,
         infos,
         batch=shape[0],
-        seq=shape[1] if spec.label_rank == 2 else None,
+        seq=shape[1] if spec.label_rank == 2 or packed else None,
         num_choices=shape[1] if head.input_rank == 3 else None,
+        segment_ids=ArrayInfo(shape[:2], "i") if packed else None,
     )
-
-
-def _packed_slot_labels(head: Head, config: XLMRobertaConfig, info: ArrayInfo, shape: tuple) -> ArrayInfo:
-    """Packed sequence classification: single-label targets in the logits' (batch, seq) slots, flattened."""
-    kind = problem_type(config, info.kind, write_back=False)
-    if kind != "single_label_classification":
-        raise ValueError(
-            f"packed rows (segment_ids) train the {head.name} head with single-label classification "
-            f"only (integer labels in the (batch, seq) slots, -100 in empty ones); this is {kind}"
-        )
-    if tuple(info.shape) != shape[:2]:
-        raise ValueError(
-            f"labels has shape {tuple(info.shape)}; with segment_ids the {head.name} head expects "
-            f"{shape[:2]}: slot [b, k - 1] holds the label of sequence k of row b, -100 in empty slots"
-        )
-    values = None if info.values is None else np.asarray(info.values).reshape(-1)
-    return ArrayInfo((shape[0] * shape[1],), info.kind, values)
 
 
 def loss_fn(head: Head | str, outputs: Any, batch: Mapping, config: XLMRobertaConfig) -> jax.Array:
