@@ -111,7 +111,6 @@ def build_st_model(spec: Spec, backbone: Path):
     """A ``SentenceTransformer`` of ``spec`` on ``backbone`` (in memory)."""
     st = sentence_transformers()
     import torch
-
     from sentence_transformers.base.modules import Dense, Transformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
 
@@ -167,7 +166,9 @@ def encoder_class(backend: str):
     return FlaxSentenceEncoder
 
 
-def assert_quantized_match(ours: np.ndarray, floats: np.ndarray, reference: np.ndarray, precision: str) -> None:
+def assert_quantized_match(
+    ours: np.ndarray, floats: np.ndarray, reference: np.ndarray, precision: str
+) -> None:
     """``ours`` (from xlmr's float embeddings ``floats``) against sentence-transformers' own result.
 
     binary/ubinary: equal. int8/uint8: sentence-transformers' buckets come from the embeddings'

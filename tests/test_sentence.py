@@ -96,7 +96,10 @@ def test_embeddings_match_sentence_transformers(backend, spec, st_dirs):
         reference = st_encode(directory, TEXTS, batch_size=4, **kwargs)
         _close(encoder.encode(TEXTS, batch_size=4, **kwargs), reference)
     # Normalization on request, and one batch for everything: same numbers.
-    _close(encoder.encode(TEXTS, normalize_embeddings=True), st_encode(directory, TEXTS, normalize_embeddings=True))
+    _close(
+        encoder.encode(TEXTS, normalize_embeddings=True),
+        st_encode(directory, TEXTS, normalize_embeddings=True),
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
