@@ -698,6 +698,9 @@ class SentenceEncoderBase:
     """
 
     framework = "numpy"
+    # Batch shapes from the planner's buckets (XLA compiles each shape once); an eager backend
+    # sets False and pads each batch of the padded route to its own longest sequence.
+    shape_buckets = True
 
     def __init__(self, model: Any, tokenizer: Any, layout: Layout, *, packed: bool | None = None) -> None:
         from .inputs import max_sequence_length
@@ -712,6 +715,7 @@ class SentenceEncoderBase:
         self.similarity_fn_name = similarity_fn_name_of(layout.similarity_fn_name)
         self.truncate_dim = layout.truncate_dim
         self.max_positions = max_sequence_length(self.config)
+        self._prompt_lengths: dict[str, int] = {}
         self.max_seq_length = self._resolve_max_seq_length(layout.max_seq_length)
         self.packed = self._supports_packing() if packed is None else bool(packed)
         if self.packed and not self._supports_packing():
@@ -732,7 +736,6 @@ class SentenceEncoderBase:
                     )
                 dim = module.out_features
         self._dimension = dim
-        self._prompt_lengths: dict[str, int] = {}
         self.last_stats = EncodeStats()
 
     # -- loading and saving ---------------------------------------------------------------------
@@ -799,6 +802,20 @@ class SentenceEncoderBase:
         return int(configured)
 
     # -- properties -------------------------------------------------------------------------------
+    @property
+    def max_seq_length(self) -> int:
+        """Longest tokenized input, special tokens included; longer ones are truncated (settable)."""
+        return self._max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        if not 2 <= int(value) <= self.max_positions:
+            raise ValueError(
+                f"max_seq_length must be between 2 and the model's {self.max_positions} positions, got {value}"
+            )
+        self._max_seq_length = int(value)
+        self._prompt_lengths = {}
+
     def get_embedding_dimension(self) -> int:
         """Size of the sentence embeddings ``encode`` returns (after ``truncate_dim``)."""
         if self.truncate_dim is not None:
@@ -980,9 +997,10 @@ class SentenceEncoderBase:
                 overflow="truncate", row_lengths=(row,),
             )  # fmt: skip
         else:
+            exact = None if self.shape_buckets else range(1, self.max_seq_length + 1)
             batches = pad_sequences(
                 ids, max_length=self.max_seq_length, pad_token_id=pad, max_batch_tokens=budget,
-                overflow="truncate", max_rows=batch_size,
+                overflow="truncate", max_rows=batch_size, row_lengths=exact,
             )  # fmt: skip
         for batch in batches:
             if self.packed:

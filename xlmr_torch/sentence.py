@@ -40,6 +40,7 @@ class SentenceEncoder(SentenceEncoderBase):
     """
 
     framework = "torch"
+    shape_buckets = False  # eager: padded batches are as long as their longest sequence
 
     @classmethod
     def from_pretrained(cls, path, *, packed: bool | None = None, **model_kwargs: Any) -> SentenceEncoder:
