@@ -904,7 +904,10 @@ class SentenceEncoderBase:
             for first in range(0, n, CHUNK_TEXTS):
                 chunk = order[first : first + CHUNK_TEXTS]
                 ids = self.tokenizer(
-                    [texts[i] for i in chunk], truncation=True, max_length=self.max_seq_length
+                    [texts[i] for i in chunk],
+                    truncation=True,
+                    max_length=self.max_seq_length,
+                    return_attention_mask=False,
                 )["input_ids"]
                 for index, tokens, batch_ids in self._run_batches(ids, batch_size, budget, stats):
                     where = chunk[index]
