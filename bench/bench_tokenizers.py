@@ -85,7 +85,7 @@ def run(quick: bool = False) -> list[dict]:
         "unpadded": dict(),
     }
     rows = []
-    # offsets: everything equal but the offsets HF gets wrong (xlmr repairs them, see xlmr/_offsets.py)
+    # offsets: everything equal but the offsets HF gets wrong (xlmr repairs them, see xlmr/tokenization/_offsets.py)
     mine, ref = pairs["fast"]
     kw = dict(padding=True, truncation=True, max_length=128, return_offsets_mapping=True)
     got, exp = dict(mine(sentences, **kw)), dict(ref(sentences, **kw))

@@ -1,8 +1,8 @@
 """An independent check of fast-tokenizer offsets: what a correct span must satisfy.
 
-Written from the definitions, not from ``xlmr/_offsets.py``: the normalizer is used only as a black box
-on strings (``normalize_str``), never for alignments. For one sequence text and the tokens encoded from it
-(in order, without the template's special tokens), a correct ``offsets`` list satisfies:
+Written from the definitions, not from ``xlmr/tokenization/_offsets.py``: the normalizer is used only as
+a black box on strings (``normalize_str``), never for alignments. For one sequence text and the tokens
+encoded from it (in order, without the template's special tokens), a correct ``offsets`` list satisfies:
 
 - an added token matched in the text spans exactly its own text (``<mask>``, not ``" <mask>"``);
 - the ``▁`` the Metaspace pre-tokenizer puts in front of a piece that does not start with a space

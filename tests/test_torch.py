@@ -226,6 +226,22 @@ def test_inputs_embeds_position_ids_and_head_mask_match_hf():
     assert_trees_close(A.forward(model, positions), hf_torch_forward(hf_model, positions))
 
 
+def test_packed_inputs_embeds_match_packed_ids():
+    """With segment_ids and inputs_embeds, positions restart per sequence as they do from input_ids."""
+    config = tiny_config()
+    model = A.from_hf(hf_torch_model("base", config), "base", config)
+    ids = torch.tensor([[0, 5, 6, 2, 0, 7, 2, 1, 1], [0, 8, 9, 10, 11, 2, 0, 12, 2]])
+    segment_ids = torch.tensor([[1, 1, 1, 1, 2, 2, 2, 0, 0], [1, 1, 1, 1, 1, 1, 2, 2, 2]])
+    with torch.no_grad():
+        by_ids = model(ids, segment_ids=segment_ids)
+        by_embeds = model(inputs_embeds=model.embeddings.word_embeddings(ids), segment_ids=segment_ids)
+        second = model(torch.tensor([[0, 7, 2]]))  # row 0's second sequence alone
+    torch.testing.assert_close(by_embeds.last_hidden_state, by_ids.last_hidden_state, atol=ATOL, rtol=0)
+    torch.testing.assert_close(by_embeds.pooler_output, by_ids.pooler_output, atol=ATOL, rtol=0)
+    torch.testing.assert_close(by_ids.pooler_output[0, 1], second.pooler_output[0], atol=ATOL, rtol=0)
+    assert torch.equal(by_ids.pooler_output[0, 2:], torch.zeros(7, config.hidden_size))
+
+
 @pytest.mark.parametrize(
     "num_labels,labels",
     [

@@ -132,3 +132,24 @@ def test_labels_as_numpy_or_list_match_tensors_and_bad_labels_name_the_argument(
     qa = xlmr_torch.XLMRobertaForQuestionAnswering(tiny_config(num_labels=2)).eval()
     with torch.no_grad(), pytest.raises(TypeError, match="start_positions"):
         qa(ids, start_positions={"a": 1}, end_positions=[1, 2])
+
+
+def test_compiled_model_is_never_silent_on_bad_ids_and_labels():
+    """Under torch.compile the values are unknown while checking: the graph asserts the ranges itself."""
+    model = xlmr_torch.XLMRobertaForTokenClassification(tiny_config()).eval()  # num_labels 3
+    compiled = torch.compile(model, dynamic=False)
+    ids, labels = _ids(2, 6), torch.zeros(2, 6, dtype=torch.long)
+    with torch.no_grad():
+        assert torch.isfinite(compiled(ids, labels=labels).loss)
+        bad_ids = ids.clone()
+        bad_ids[1, 3] = 123
+        with pytest.raises(RuntimeError, match=r"input_ids holds a value outside \[0, vocab_size=99\)"):
+            compiled(bad_ids, labels=labels)
+        bad_labels = labels.clone()
+        bad_labels[0, 2] = 7
+        with pytest.raises(RuntimeError, match=r"labels holds a value outside \[0, num_labels=3\)"):
+            compiled(ids, labels=bad_labels)
+        bad_labels[0, 2] = -100  # ignored, not out of range
+        assert torch.isfinite(compiled(ids, labels=bad_labels).loss)
+        with pytest.raises(TypeError, match="input_ids must hold integer ids"):
+            compiled(ids.float())

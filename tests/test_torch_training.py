@@ -198,3 +198,120 @@ def test_train_step_matches_hf_loss_and_updates():
     assert not torch.equal(before, model.classifier.weight)
     with pytest.raises(ValueError, match="no loss"):
         train_step(model, {"input_ids": feed["input_ids"]}, optimizer)
+
+
+# -- packed rows (segment_ids) through train_step ---------------------------------------------------
+PACKED_LENGTHS = ([5, 3, 6], [13])  # two rows of 15: three sequences then padding; one sequence
+PACKED_ROW = 15
+
+
+def _packed_and_padded(config, head: str, seed: int = 0) -> tuple[dict, dict]:
+    """The same sequences and labels as a packed batch and as a padded batch (numpy)."""
+    rng = np.random.default_rng(seed)
+    lengths = [n for row in PACKED_LENGTHS for n in row]
+    sequences = []
+    for n in lengths:
+        ids = rng.integers(3, config.vocab_size, size=n)
+        ids[0], ids[-1] = config.bos_token_id, config.eos_token_id
+        sequences.append(ids)
+    padded_ids = np.full((len(lengths), max(lengths)), config.pad_token_id, np.int64)
+    packed_ids = np.full((len(PACKED_LENGTHS), PACKED_ROW), config.pad_token_id, np.int64)
+    segment_ids = np.zeros_like(packed_ids)
+    if head == "sequence_classification":
+        labels = rng.integers(0, config.num_labels, size=len(lengths))
+        padded_labels, packed_labels = labels, np.full_like(packed_ids, -100)
+    else:
+        padded_labels = np.full_like(padded_ids, -100)
+        packed_labels = np.full_like(packed_ids, -100)
+    i = 0
+    for r, row in enumerate(PACKED_LENGTHS):
+        pos = 0
+        for k, n in enumerate(row, start=1):
+            padded_ids[i, :n] = sequences[i]
+            packed_ids[r, pos : pos + n] = sequences[i]
+            segment_ids[r, pos : pos + n] = k
+            if head == "sequence_classification":
+                packed_labels[r, k - 1] = labels[i]
+            else:
+                token_labels = rng.integers(0, config.num_labels, size=n)
+                token_labels[0] = -100
+                padded_labels[i, :n] = token_labels
+                packed_labels[r, pos : pos + n] = token_labels
+            pos += n
+            i += 1
+    padded = {"input_ids": padded_ids, "attention_mask": (padded_ids != config.pad_token_id).astype(np.int64)}
+    packed = {"input_ids": packed_ids, "segment_ids": segment_ids}
+    return dict(packed, labels=packed_labels), dict(padded, labels=padded_labels)
+
+
+@pytest.mark.parametrize("head", ["sequence_classification", "token_classification"])
+def test_train_step_on_packed_batch_equals_padded(head):
+    """One optimizer step on the packed batch: same loss and same updated weights as on the padded batch."""
+    config = tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = A.from_hf(hf_torch_model(head, config), head, config)
+    twin = A.from_hf(hf_torch_model(head, config), head, config)
+    packed, padded = _packed_and_padded(config, head)
+    losses = []
+    for m, batch in ((model, packed), (twin, padded)):
+        optimizer = torch.optim.SGD(m.parameters(), lr=0.1)
+        losses.append(train_step(m, A.to_torch(batch), optimizer, max_grad_norm=1.0))
+    assert abs(losses[0] - losses[1]) <= 1e-5, losses
+    after = dict(twin.named_parameters())
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p, after[name], atol=1e-5, rtol=0, msg=name)
+
+
+def test_packed_sequence_classification_labels_are_checked():
+    config = tiny_config(num_labels=3)
+    model = xlmr_torch.XLMRobertaForSequenceClassification(config).eval()
+    packed, _ = _packed_and_padded(config, "sequence_classification")
+    feed = A.to_torch(packed)
+    with torch.no_grad():
+        assert torch.isfinite(model(**feed).loss)
+        with pytest.raises(
+            ValueError, match=r"one label per sequence slot, shape \(batch, seq\) = \(2, 15\)"
+        ):
+            model(**dict(feed, labels=feed["labels"][:, :4]))
+        stray = feed["labels"].clone()
+        stray[1, 5] = 1  # row 1 packs one sequence: slot 5 is empty
+        with pytest.raises(ValueError, match="past its row's last packed sequence"):
+            model(**dict(feed, labels=stray))
+    # Float labels would be multi-label, num_labels=1 regression: neither has slots.
+    for labels_config, labels, kind in (
+        (tiny_config(num_labels=3), feed["labels"].float(), "multi_label_classification"),
+        (tiny_config(num_labels=1), feed["labels"], "regression"),
+    ):
+        fresh = xlmr_torch.XLMRobertaForSequenceClassification(labels_config).eval()
+        with torch.no_grad(), pytest.raises(ValueError, match=f"single-label classification only.*{kind}"):
+            fresh(**dict(feed, labels=labels))
+
+
+def test_span_loss_refuses_packed_rows():
+    config = tiny_config(num_labels=2)
+    qa = xlmr_torch.XLMRobertaForQuestionAnswering(config).eval()
+    packed, _ = _packed_and_padded(config, "token_classification")
+    feed = {k: torch.from_numpy(v) for k, v in packed.items() if k != "labels"}
+    with torch.no_grad():
+        assert qa(**feed).start_logits.shape == (2, PACKED_ROW)  # inference on packed rows is fine
+        with pytest.raises(ValueError, match="question_answering loss does not take packed rows"):
+            qa(**feed, start_positions=torch.tensor([1, 2]), end_positions=torch.tensor([2, 3]))
+
+
+def test_train_step_on_compiled_model_refuses_bad_labels():
+    """A torch.compile module in train_step: out-of-range labels raise, and no weight moves.
+
+    The aot_eager backend traces the same graph (assert included) without inductor's code
+    generation, which takes most of a minute for a training graph on a small CPU; inductor itself
+    is covered by tests/test_torch_errors.py.
+    """
+    config = tiny_config()
+    model = xlmr_torch.XLMRobertaForTokenClassification(config)
+    compiled = torch.compile(model, dynamic=False, backend="aot_eager")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = model.classifier.weight.detach().clone()
+    labels = torch.zeros(2, 6, dtype=torch.long)
+    labels[1, 4] = config.num_labels
+    batch = {"input_ids": torch.full((2, 6), 5), "labels": labels}
+    with pytest.raises(RuntimeError, match=r"labels holds a value outside \[0, num_labels=3\)"):
+        train_step(compiled, batch, optimizer)
+    assert torch.equal(model.classifier.weight, before)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cli
 from ._backends import DemoError, forward_fn, import_backend, load_model
-from .cli import Progress, Settings, format_table, say
+from .console import Progress, format_table, say
 from .data import LANGUAGE_NAMES, Example, load_dataset
+from .settings import Settings
 
 HEAD = "sequence_classification"
 CLASS_NAME = "XLMRobertaForSequenceClassification"
@@ -289,7 +289,7 @@ class Pipeline:
                 pairwise, worst = results[name]["diff_vs_reference"], ("trained", name)
         say(
             f"\nLargest logit difference between backends: {pairwise:.2e} ({worst[0]} vs {worst[1]}; "
-            f"limit {cli.AGREEMENT_LIMIT:g})"
+            f"limit {s.agreement_limit:g})"
         )
 
         first = results[names[0]]
@@ -297,8 +297,8 @@ class Pipeline:
         say(f"Total time {self.progress.total_seconds():.1f} s")
 
         failed = []
-        if pairwise > cli.AGREEMENT_LIMIT:
-            failed.append(f"backends disagree: logits differ by {pairwise:.3g} > {cli.AGREEMENT_LIMIT:g}")
+        if pairwise > s.agreement_limit:
+            failed.append(f"backends disagree: logits differ by {pairwise:.3g} > {s.agreement_limit:g}")
         accuracies = {name: r["accuracy"] for name, r in results.items()}
         if s.accuracy_floor is not None:
             low = {n: a for n, a in accuracies.items() if a < s.accuracy_floor}

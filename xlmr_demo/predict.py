@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ._backends import DemoError, forward_fn, import_backend, load_model
-from .cli import say
+from .console import say
 
 # HF tokenizer files an XLM-R checkpoint directory may hold (either is enough).
 TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model")
@@ -60,6 +60,8 @@ def _load(backend: str, class_name: str, directory: Path):
 
 
 def _token_text(tokenizer, token_id: int) -> str:
+    if not 0 <= token_id < len(tokenizer):  # a model vocabulary padded beyond the tokenizer's
+        return f"<id {int(token_id)}>"
     piece = tokenizer.convert_ids_to_tokens([int(token_id)])[0]
     return piece.replace("\u2581", " ").strip() or piece
 

@@ -11,16 +11,15 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 import conversion
 from xlmr import weights as W
-
-if TYPE_CHECKING:
-    from .modeling import XLMRobertaPreTrainedModel
+from xlmr.config import XLMRobertaConfig
+from xlmr.protocols import PretrainedModel, PretrainedModelClass
 
 logger = logging.getLogger("xlmr")
 
@@ -32,7 +31,7 @@ _DTYPES = {
 }
 
 
-def _resolve_dtype(torch_dtype: torch.dtype | str | None, config) -> torch.dtype | None:
+def _resolve_dtype(torch_dtype: torch.dtype | str | None, config: XLMRobertaConfig) -> torch.dtype | None:
     if torch_dtype is None or isinstance(torch_dtype, torch.dtype):
         return torch_dtype
     name = str(torch_dtype)
@@ -55,7 +54,7 @@ def _to_tensor(key: str, value: Any) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
-def canonical_state_dict(model: XLMRobertaPreTrainedModel) -> dict[str, np.ndarray]:
+def canonical_state_dict(model: PretrainedModel) -> dict[str, np.ndarray]:
     """``{canonical key: numpy array}``: each weight once (tied aliases resolved), float32 for bfloat16."""
     out = {}
     for key, param in model.named_parameters():  # named_parameters() yields a tied Parameter once
@@ -67,7 +66,7 @@ def canonical_state_dict(model: XLMRobertaPreTrainedModel) -> dict[str, np.ndarr
 
 
 def load_canonical_state_dict(
-    model: XLMRobertaPreTrainedModel, state_dict: Mapping[str, Any], *, allow_missing: tuple[str, ...] = ()
+    model: PretrainedModel, state_dict: Mapping[str, Any], *, allow_missing: tuple[str, ...] = ()
 ) -> None:
     """Copy a canonical numpy state dict into ``model``; keys and shapes must match exactly.
 
@@ -102,16 +101,18 @@ def load_canonical_state_dict(
 
 
 def from_pretrained(
-    cls: type[XLMRobertaPreTrainedModel],
+    cls: PretrainedModelClass,
     path: str | os.PathLike,
     *,
     torch_dtype: torch.dtype | str | None = None,
     **config_overrides: Any,
-) -> XLMRobertaPreTrainedModel:
+) -> PretrainedModel:
     """Build ``cls`` from an HF-layout directory; see ``XLMRobertaPreTrainedModel.from_pretrained``.
 
     The model is built on the meta device and materialised empty, so no random init is spent on
-    weights the checkpoint provides; only ``report.newly_initialized`` weights get HF's init.
+    weights the checkpoint provides; only ``report.newly_initialized`` weights get HF's init. With
+    ``torch_dtype`` the empty model already has that dtype and each checkpoint tensor is cast once,
+    as it is copied in (no float32 copy of the whole model first).
     """
     path = Path(path)
     if not path.exists():
@@ -120,6 +121,8 @@ def from_pretrained(
     dtype = _resolve_dtype(torch_dtype, config)
     with torch.device("meta"):
         model = cls(config)
+    if dtype is not None:
+        model.to(dtype)  # still on the meta device: nothing is allocated or copied
     model.to_empty(device="cpu")
     model.tie_weights()  # to_empty() makes a new Parameter per module: tie again
     load_canonical_state_dict(model, report.state_dict, allow_missing=tuple(report.newly_initialized))
@@ -128,13 +131,11 @@ def from_pretrained(
     for name in sorted(modules):
         model._init_weights(model.get_submodule(name))
     model.tie_weights()
-    if dtype is not None:
-        model.to(dtype)
     return model.eval()
 
 
 def save_pretrained(
-    model: XLMRobertaPreTrainedModel,
+    model: PretrainedModel,
     save_directory: str | os.PathLike,
     *,
     safe_serialization: bool = True,

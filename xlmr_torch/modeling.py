@@ -5,27 +5,46 @@ canonical weight names of :mod:`xlmr.weights` unchanged (``roberta.encoder.layer
 Attention runs through ``torch.nn.functional.scaled_dot_product_attention`` unless attention
 weights are requested or a ``head_mask`` is given; then an eager path computes them.
 
+Every call is checked once by :func:`xlmr.inputs.check_inputs` (and its labels by
+:func:`xlmr.losses.check_labels`) against the rules of the head being called. Out-of-range token
+ids and labels are never silent:
+
+- eager: a ``ValueError`` (``TypeError`` for float ids) from the core checker, naming the value;
+- ``torch.compile``: values are unknown while tracing, so the compiled graph asserts the ranges
+  itself and raises a ``RuntimeError`` naming the argument (``torch._assert_async``);
+- ``torch.jit.trace``, ``torch.onnx.export``, ``torch.export``: only the shapes are checked when
+  tracing; the exported graph's own embedding lookup fails on an out-of-range id.
+
+Packed rows (``segment_ids``, see :class:`XLMRobertaModel`) run several sequences in one row with
+block-diagonal attention; per-sequence outputs come back in (batch, seq, ...) slots.
+
 Shapes use one notation: (batch, seq, hidden), (batch, heads, seq, head_dim).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.utils._pytree as pytree
 import torch.utils.checkpoint
 from torch import nn
 
+from xlmr import inputs as core_inputs
 from xlmr.config import XLMRobertaConfig
 from xlmr.heads import HEADS, Head, head_from_architectures
-from xlmr.outputs import OUTPUT_CLASSES, BaseModelOutputWithPastAndCrossAttentions
+from xlmr.inputs import ArrayInfo, InputShape, check_inputs
+from xlmr.losses import IGNORE_INDEX, check_labels, loss_spec, num_classes, problem_type
+from xlmr.outputs import OUTPUT_CLASSES, BaseModelOutputWithPastAndCrossAttentions, ModelOutput
 
 from . import loading
-from .losses import compute_loss
+from .losses import head_loss
 
 logger = logging.getLogger("xlmr")
 
@@ -56,26 +75,249 @@ ACT2FN: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def _compiling() -> bool:
-    """True while torch.compile traces: data-dependent checks are skipped then."""
-    return torch.compiler.is_compiling()
+def array_info(x: torch.Tensor | Any | None) -> ArrayInfo | None:
+    """Shape, dtype kind and (when concrete) values of ``x`` for :func:`xlmr.inputs.check_inputs`."""
+    if x is None:
+        return None
+    if not isinstance(x, torch.Tensor):
+        return core_inputs.array_info(x)
+    dtype = x.dtype
+    if dtype.is_floating_point:
+        kind = "f"
+    elif dtype.is_complex:
+        kind = "c"
+    else:
+        kind = "b" if dtype == torch.bool else "i" if dtype.is_signed else "u"
+    shape = tuple(d if isinstance(d, int) else None for d in x.shape)  # a symbolic size is unknown
+    # Values only of plain integer tensors outside tracing (the checker reads no float values).
+    concrete = kind in "iub" and type(x) in (torch.Tensor, nn.Parameter) and not _tracing()
+    return ArrayInfo(shape, kind, x.detach().cpu().numpy() if concrete else None)
 
 
 def create_position_ids_from_input_ids(
-    input_ids: torch.Tensor, padding_idx: int, past_key_values_length: int = 0
+    input_ids: torch.Tensor,
+    padding_idx: int,
+    past_key_values_length: int = 0,
+    segment_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Positions counted over non-padding tokens, starting at ``padding_idx + 1``; padding keeps ``padding_idx``.
 
-    (batch, seq) -> (batch, seq). This is fairseq's ``make_positions``, as HF uses it.
+    With ``segment_ids`` (packed rows) the count restarts at ``padding_idx + 1`` for every sequence
+    and padding (segment 0) keeps ``padding_idx``. (batch, seq) -> (batch, seq). This is fairseq's
+    ``make_positions``, as HF uses it.
     """
     mask = input_ids.ne(padding_idx).int()
-    incremental = (torch.cumsum(mask, dim=1).type_as(mask) + past_key_values_length) * mask
+    if segment_ids is None:
+        incremental = (torch.cumsum(mask, dim=1).type_as(mask) + past_key_values_length) * mask
+        return incremental.long() + padding_idx
+    mask = mask * segment_ids.gt(0).int()
+    segment_ids = segment_ids.long()
+    # Tokens counted per sequence (slot 0: padding, never counted), then the count before each one.
+    per_sequence = torch.zeros(
+        segment_ids.shape[0], segment_ids.shape[1] + 1, dtype=mask.dtype, device=mask.device
+    )
+    per_sequence = per_sequence.scatter_add(1, segment_ids, mask)
+    before = (torch.cumsum(per_sequence, dim=1) - per_sequence).gather(1, segment_ids)  # (batch, seq)
+    incremental = (torch.cumsum(mask, dim=1) - before) * mask
     return incremental.long() + padding_idx
 
 
-def _additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """{1 keep, 0 drop} -> {0, finfo(dtype).min}. Never -inf, so a fully masked row stays finite."""
-    return (1.0 - keep.to(dtype)) * torch.finfo(dtype).min
+def relative_position_scores(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    distance_table: torch.Tensor,
+    position_embedding_type: str,
+    max_position_embeddings: int,
+) -> torch.Tensor:
+    """Relative-position logits (batch, heads, seq, key_seq); queries sit at the end of the keys.
+
+    ``distance_table`` is the (2 * max_position_embeddings - 1, head_dim) distance embedding;
+    ``relative_key_query`` adds the key term to the query term.
+    """
+    q_len, k_len = query.shape[2], key.shape[2]
+    device = query.device
+    pos_q = torch.arange(k_len - q_len, k_len, dtype=torch.long, device=device).view(-1, 1)
+    pos_k = torch.arange(k_len, dtype=torch.long, device=device).view(1, -1)
+    table = F.embedding(pos_q - pos_k + max_position_embeddings - 1, distance_table).to(query.dtype)
+    scores = torch.einsum("bhld,lrd->bhlr", query, table)  # table: (seq, key_seq, head_dim)
+    if position_embedding_type == "relative_key_query":
+        scores = scores + torch.einsum("bhrd,lrd->bhlr", key, table)
+    return scores
+
+
+def attention_keep_mask(
+    attention_mask: torch.Tensor | None,
+    segment_ids: torch.Tensor | None,
+    seq_length: int,
+    past_length: int,
+    is_decoder: bool,
+) -> torch.Tensor | None:
+    """Which keys each query may attend to: bool (batch or 1, 1, seq or 1, past + seq), True = attend.
+
+    Combines the padding mask (2-D or 3-D ``attention_mask``), the causal mask of decoders and the
+    block-diagonal mask of packed rows (a token attends only to tokens of its own sequence).
+    Returns None when nothing is masked.
+    """
+    keep = None
+    if attention_mask is not None:
+        if attention_mask.dim() == 3:
+            keep = attention_mask[:, None].bool()  # (batch, 1, seq, total)
+        elif _tracing() or not bool(attention_mask.all()):
+            # An all-ones mask is dropped in plain eager execution only (SDPA then picks its fastest
+            # kernel); a traced or exported graph must keep it for the padded batches it will see.
+            keep = attention_mask[:, None, None, :].bool()  # (batch, 1, 1, total)
+    if is_decoder:
+        # Query i sits at past_length + i and sees keys 0 .. past_length + i.
+        device = next((t.device for t in (attention_mask, segment_ids) if t is not None), None)
+        rows = torch.arange(past_length, past_length + seq_length, device=device)[:, None]
+        causal = torch.arange(past_length + seq_length, device=device)[None, :] <= rows  # (seq, total)
+        keep = causal[None, None] if keep is None else keep & causal
+    if segment_ids is not None:
+        # A token sees the tokens of its own sequence; padding (segment 0) is no key for anyone, as
+        # if ``attention_mask = segment_ids > 0`` were given.
+        same = segment_ids[:, None, :, None] == segment_ids[:, None, None, :]  # (batch, 1, seq, seq)
+        same = same & (segment_ids > 0)[:, None, None, :]
+        keep = same if keep is None else keep & same
+    return keep
+
+
+def additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """{True keep, False drop} -> {0, finfo(dtype).min}. Never -inf, so a fully masked row stays finite."""
+    return (~keep).to(dtype) * torch.finfo(dtype).min
+
+
+def sequence_first_tokens(hidden_states: torch.Tensor, segment_ids: torch.Tensor | None) -> torch.Tensor:
+    """The first token of each packed sequence in slots: (batch, seq, hidden) -> (batch, seq, hidden).
+
+    Slot ``[b, k - 1]`` holds the first token of sequence ``k`` of row ``b``; slots past the row's
+    last sequence are zero. Without ``segment_ids``: the first token of each row, (batch, hidden).
+    """
+    if segment_ids is None:
+        return hidden_states[:, 0]
+    batch, seq, hidden = hidden_states.shape
+    segment_ids = segment_ids.long()
+    previous = F.pad(segment_ids[:, :-1], (1, 0))
+    first = (segment_ids > 0) & (segment_ids != previous)
+    slot = torch.where(first, segment_ids - 1, seq)  # every other token goes to a dropped extra slot
+    slots = hidden_states.new_zeros(batch, seq + 1, hidden)
+    slots = slots.scatter(1, slot[..., None].expand(-1, -1, hidden), hidden_states)
+    return slots[:, :seq]
+
+
+# ------------------------------------------------------------------------------------------------
+# Private helpers
+# ------------------------------------------------------------------------------------------------
+def _tracing() -> bool:
+    """True under torch.compile, torch.export, torch.jit.trace and torch.onnx.export: values are unknown
+    there (or must not steer the graph), so value checks and value shortcuts are skipped."""
+    return (
+        torch.compiler.is_compiling()
+        or torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+    )
+
+
+def _compiling_graph() -> bool:
+    """True while torch.compile (not torch.export) traces: the graph asserts value ranges itself."""
+    return torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+
+
+def _assert_in_range(
+    name: str, values: torch.Tensor, high: int, what: str, ignore: int | None = None
+) -> torch.Tensor:
+    """Inside a torch.compile graph: a RuntimeError naming ``name`` unless every value is in ``[0, high)``.
+
+    Returns ``values`` with the bad ones replaced (by ``ignore``, else 0), so that no lookup of the
+    graph fails first with a message that names nothing.
+    """
+    ok = (values >= 0) & (values < high)
+    if ignore is not None:
+        ok = ok | (values == ignore)
+    torch._assert_async(
+        ok.all(),
+        f"{name} holds a value outside [0, {what}={high}) (checked inside the torch.compile graph; "
+        "call the model eagerly to see which)",
+    )
+    return torch.where(ok, values, ignore if ignore is not None else 0)
+
+
+def _filled_slots(values: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
+    """Zero the per-sequence slots (batch, seq, ...) past each row's last packed sequence."""
+    count = segment_ids.amax(dim=-1, keepdim=True)  # sequences in each row
+    filled = torch.arange(segment_ids.shape[-1], device=segment_ids.device)[None, :] < count
+    return torch.where(filled[..., None], values, torch.zeros((), dtype=values.dtype, device=values.device))
+
+
+def _as_tensor(value: Any, name: str) -> torch.Tensor:
+    """Labels given as numpy arrays or lists become tensors; anything else is a TypeError naming them."""
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"{name} must be a tensor, array or list of numbers, got {type(value).__name__}"
+        ) from None
+
+
+def _legacy_cache(past_key_values: Any, num_layers: int) -> PastKeyValues | None:
+    """HF v4's legacy tuple cache from a tuple or a cache object (``to_legacy_cache()``); None when empty."""
+    if past_key_values is None:
+        return None
+    if hasattr(past_key_values, "to_legacy_cache"):
+        past_key_values = past_key_values.to_legacy_cache()
+    # HF's legacy views may pad a layer with None (an empty cross-attention cache).
+    past_key_values = tuple(tuple(t for t in layer if t is not None) for layer in past_key_values)
+    if not past_key_values or not past_key_values[0]:
+        return None
+    if len(past_key_values) != num_layers:
+        raise ValueError(f"past_key_values holds {len(past_key_values)} layers, the model has {num_layers}")
+    return past_key_values
+
+
+def _register_output_pytrees() -> None:
+    """Register the output classes as torch pytrees (torch.export / torch.onnx.export with return_dict=True)."""
+    for cls in (*OUTPUT_CLASSES.values(), BaseModelOutputWithPastAndCrossAttentions):
+        if cls in pytree.SUPPORTED_NODES:
+            continue
+        pytree.register_pytree_node(
+            cls,
+            lambda out: (list(out.values()), list(out.keys())),
+            lambda values, keys, cls=cls: cls(**dict(zip(keys, values, strict=True))),
+            serialized_type_name=f"{cls.__module__}.{cls.__name__}",
+            flatten_with_keys_fn=lambda out: (
+                [(pytree.MappingKey(k), v) for k, v in out.items()],
+                list(out.keys()),
+            ),
+        )
+
+
+_register_output_pytrees()
+
+
+class _Run(NamedTuple):
+    """One call, from ``_backbone`` to ``_finish``: the backbone's outputs and the checked labels."""
+
+    outputs: ModelOutput  # BaseModelOutputWithPoolingAndCrossAttentions
+    labels: dict[str, torch.Tensor]
+    num_choices: int | None  # multiple choice: choices per example
+
+
+# The call arguments that the core checker sees (and the backbone takes, besides its flags).
+_CHECKED_ARGS = (
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "position_ids",
+    "head_mask",
+    "inputs_embeds",
+    "encoder_hidden_states",
+    "encoder_attention_mask",
+    "segment_ids",
+)
+# Per-token inputs of multiple choice: (batch, num_choices, seq, ...) -> (batch * num_choices, seq, ...).
+_PER_CHOICE_ARGS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -84,7 +326,8 @@ def _additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 class XLMRobertaEmbeddings(nn.Module):
     """Word + position + token-type embeddings, then LayerNorm and dropout.
 
-    Positions start after the padding index (``pad_token_id + 1``), as in fairseq's RoBERTa.
+    Positions start after the padding index (``pad_token_id + 1``), as in fairseq's RoBERTa; with
+    ``segment_ids`` they restart for every packed sequence.
     """
 
     def __init__(self, config: XLMRobertaConfig) -> None:
@@ -109,15 +352,16 @@ class XLMRobertaEmbeddings(nn.Module):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         past_key_values_length: int = 0,
+        segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if position_ids is None:
             if input_ids is not None:
                 position_ids = create_position_ids_from_input_ids(
-                    input_ids, self.padding_idx, past_key_values_length
+                    input_ids, self.padding_idx, past_key_values_length, segment_ids
                 )
             else:
                 position_ids = self.create_position_ids_from_inputs_embeds(
-                    inputs_embeds, past_key_values_length
+                    inputs_embeds, past_key_values_length, segment_ids
                 )
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)  # (batch, seq, hidden)
@@ -131,9 +375,18 @@ class XLMRobertaEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(embeddings))
 
     def create_position_ids_from_inputs_embeds(
-        self, inputs_embeds: torch.Tensor, past_key_values_length: int = 0
+        self,
+        inputs_embeds: torch.Tensor,
+        past_key_values_length: int = 0,
+        segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Sequential positions from ``padding_idx + 1`` (padding cannot be seen in embeddings)."""
+        """Sequential positions from ``padding_idx + 1`` (padding cannot be seen in embeddings).
+
+        With ``segment_ids`` they restart for every packed sequence; padding keeps ``padding_idx``.
+        """
+        if segment_ids is not None:
+            no_padding = torch.full_like(segment_ids, self.padding_idx + 1)  # every token counts
+            return create_position_ids_from_input_ids(no_padding, self.padding_idx, 0, segment_ids)
         batch, seq = inputs_embeds.shape[:2]
         start = self.padding_idx + 1 + past_key_values_length
         positions = torch.arange(start, start + seq, dtype=torch.long, device=inputs_embeds.device)
@@ -169,18 +422,6 @@ class XLMRobertaSelfAttention(nn.Module):
         batch, seq, _ = x.shape
         return x.view(batch, seq, self.num_attention_heads, self.attention_head_size).transpose(1, 2)
 
-    def _relative_scores(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        """Relative-position logits (batch, heads, seq, key_seq); queries sit at the end of the keys."""
-        q_len, k_len = query.shape[2], key.shape[2]
-        device = query.device
-        pos_q = torch.arange(k_len - q_len, k_len, dtype=torch.long, device=device).view(-1, 1)
-        pos_k = torch.arange(k_len, dtype=torch.long, device=device).view(1, -1)
-        table = self.distance_embedding(pos_q - pos_k + self.max_position_embeddings - 1).to(query.dtype)
-        scores = torch.einsum("bhld,lrd->bhlr", query, table)
-        if self.position_embedding_type == "relative_key_query":
-            scores = scores + torch.einsum("bhrd,lrd->bhlr", key, table)
-        return scores
-
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -201,13 +442,21 @@ class XLMRobertaSelfAttention(nn.Module):
             if past_key_value is not None:
                 key = torch.cat([past_key_value[0], key], dim=2)
                 value = torch.cat([past_key_value[1], value], dim=2)
-        relative = self.position_embedding_type != "absolute"
+        relative = None
+        if self.position_embedding_type != "absolute":
+            relative = relative_position_scores(
+                query,
+                key,
+                self.distance_embedding.weight,
+                self.position_embedding_type,
+                self.max_position_embeddings,
+            )
 
         if not output_attentions and head_mask is None:
             # Fast path. SDPA scales q.k by 1/sqrt(head_dim); relative logits go in through the mask.
             bias = attention_mask
-            if relative:
-                bias = self._relative_scores(query, key) / math.sqrt(self.attention_head_size)
+            if relative is not None:
+                bias = relative / math.sqrt(self.attention_head_size)
                 if attention_mask is not None:
                     bias = (bias + attention_mask).clamp(min=torch.finfo(bias.dtype).min)
             context = F.scaled_dot_product_attention(
@@ -216,8 +465,8 @@ class XLMRobertaSelfAttention(nn.Module):
             probs = None
         else:
             scores = torch.matmul(query, key.transpose(-1, -2))  # (batch, heads, seq, key_seq)
-            if relative:
-                scores = scores + self._relative_scores(query, key)
+            if relative is not None:
+                scores = scores + relative
             # Softmax in float32: half-precision logits plus the mask must neither overflow nor round.
             scores = scores.float() / math.sqrt(self.attention_head_size)
             if attention_mask is not None:
@@ -322,12 +571,7 @@ class XLMRobertaLayer(nn.Module):
             hidden_states, attention_mask, head_mask, None, self_past, output_attentions
         )
         cross_probs = None
-        if self.is_decoder and encoder_hidden_states is not None:
-            if not self.add_cross_attention:
-                raise ValueError(
-                    "encoder_hidden_states were passed but the model has no cross-attention layers; "
-                    "build it with config.add_cross_attention=True"
-                )
+        if self.add_cross_attention and encoder_hidden_states is not None:
             cross_past = (
                 past_key_value[2:4] if past_key_value is not None and len(past_key_value) == 4 else None
             )
@@ -407,15 +651,20 @@ class XLMRobertaEncoder(nn.Module):
 
 
 class XLMRobertaPooler(nn.Module):
-    """tanh(dense(first token)): (batch, seq, hidden) -> (batch, hidden)."""
+    """tanh(dense(first token)): (batch, seq, hidden) -> (batch, hidden).
+
+    With ``segment_ids``: the first token of every packed sequence, in (batch, seq, hidden) slots
+    (see :func:`sequence_first_tokens`); empty slots are zero.
+    """
 
     def __init__(self, config: XLMRobertaConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.activation = nn.Tanh()
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.dense(hidden_states[:, 0]))
+    def forward(self, hidden_states: torch.Tensor, segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        pooled = self.activation(self.dense(sequence_first_tokens(hidden_states, segment_ids)))
+        return pooled if segment_ids is None else _filled_slots(pooled, segment_ids)
 
 
 class XLMRobertaLMHead(nn.Module):
@@ -439,7 +688,11 @@ class XLMRobertaLMHead(nn.Module):
 
 
 class XLMRobertaClassificationHead(nn.Module):
-    """Sentence classifier on the first token: dropout, dense, tanh, dropout, out_proj."""
+    """Sentence classifier on the first token: dropout, dense, tanh, dropout, out_proj.
+
+    (batch, seq, hidden) -> (batch, num_labels); with ``segment_ids`` one row per packed sequence in
+    (batch, seq, num_labels) slots, empty slots zero.
+    """
 
     def __init__(self, config: XLMRobertaConfig) -> None:
         super().__init__()
@@ -450,10 +703,11 @@ class XLMRobertaClassificationHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(features[:, 0, :])  # <s> token, (batch, hidden)
+    def forward(self, features: torch.Tensor, segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.dropout(sequence_first_tokens(features, segment_ids))  # <s> tokens
         x = self.dropout(torch.tanh(self.dense(x)))
-        return self.out_proj(x)  # (batch, num_labels)
+        logits = self.out_proj(x)
+        return logits if segment_ids is None else _filled_slots(logits, segment_ids)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -618,14 +872,18 @@ class XLMRobertaPreTrainedModel(nn.Module):
         pretrained_model_name_or_path: str,
         *,
         torch_dtype: torch.dtype | str | None = None,
-        **config_overrides,
+        **config_overrides: Any,
     ) -> XLMRobertaPreTrainedModel:
         """Load an HF-layout directory (config.json + any of the four weight files).
 
         Missing head weights (a masked-LM checkpoint into a classifier) are initialised and logged.
-        ``torch_dtype`` casts the model (a dtype, its name, or ``"auto"`` for ``config.torch_dtype``);
-        other keyword arguments override config fields. Called on ``XLMRobertaPreTrainedModel``
-        itself, the class comes from ``config.architectures``.
+        ``torch_dtype`` gives the model that dtype (a dtype, its name, or ``"auto"`` for
+        ``config.torch_dtype``), each weight cast once as it is loaded. ``torch.bfloat16`` is the
+        fast CPU path: the matrix multiplications run in bf16 while softmax and LayerNorm statistics
+        stay float32 (torch's CPU attention and LayerNorm kernels accumulate in float32; the eager
+        attention path casts the scores to float32). Other keyword arguments override config
+        fields. Called on ``XLMRobertaPreTrainedModel`` itself, the class comes from
+        ``config.architectures``.
         """
         if cls.head is None:
             config = XLMRobertaConfig.from_pretrained(pretrained_model_name_or_path)
@@ -656,15 +914,193 @@ class XLMRobertaPreTrainedModel(nn.Module):
         loading.load_canonical_state_dict(self, state_dict)
         return self
 
-    # -- shared forward helpers -----------------------------------------------------------------
-    def _finish(self, return_dict: bool | None, **fields: Any) -> Any:
-        out = OUTPUT_CLASSES[self.head.name](**fields)
+    # -- inference variants -----------------------------------------------------------------------
+    def quantize_dynamic_int8(self) -> XLMRobertaPreTrainedModel:
+        """A copy of this model for CPU inference with int8 ``nn.Linear`` layers.
+
+        Dynamic quantization through ``torch.ao.quantization.quantize_dynamic``: the weights of
+        every Linear layer (attention, feed-forward, pooler and heads, the LM decoder) are stored
+        as int8 with one scale per output channel, activations are quantized per batch on the fly,
+        and embeddings, LayerNorm and softmax stay float32. The copy is in eval mode and meant for
+        inference only (it holds no float Linear weights to train or save); this model is untouched.
+
+        Example:
+            >>> import torch
+            >>> from xlmr_torch import XLMRobertaConfig, XLMRobertaModel
+            >>> model = XLMRobertaModel(XLMRobertaConfig(vocab_size=99, hidden_size=32,
+            ...     num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)).eval()
+            >>> int8 = model.quantize_dynamic_int8()
+            >>> tuple(int8(torch.tensor([[0, 5, 6, 2]])).last_hidden_state.shape)
+            (1, 4, 32)
+        """
+        model = copy.deepcopy(self).float().eval()
+        qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
+        return torch.ao.quantization.quantize_dynamic(
+            model, {nn.Linear: qconfig}, dtype=torch.qint8, inplace=True
+        )
+
+    # -- the one call path of the seven classes -------------------------------------------------
+    def _check_inputs(
+        self, inputs: Mapping[str, torch.Tensor | None], past_length: int, has_cache: bool
+    ) -> InputShape:
+        """:func:`xlmr.inputs.check_inputs` for this head.
+
+        Inside a torch.compile graph the token-id range is asserted by the graph, and
+        ``inputs["input_ids"]`` is replaced by the asserted ids.
+        """
+        shape = check_inputs(
+            self.config,
+            self.head,
+            **{name: array_info(value) for name, value in inputs.items()},
+            past_length=past_length,
+            has_cache=has_cache,
+        )
+        if _compiling_graph() and inputs["input_ids"] is not None:
+            inputs["input_ids"] = _assert_in_range(
+                "input_ids", inputs["input_ids"], self.config.vocab_size, "vocab_size"
+            )
+        return shape
+
+    def _labels(
+        self, args: Mapping[str, Any], shape: InputShape, segment_ids: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """The call's labels as tensors, checked (:func:`xlmr.losses.check_labels`) against its inputs."""
+        head, config = self.head, self.config
+        if head.loss is None:
+            return {}
+        spec = loss_spec(head)
+        labels = {
+            name: _as_tensor(args[name], name) for name in spec.label_args if args.get(name) is not None
+        }
+        if not labels:
+            return {}
+        infos = {name: array_info(value) for name, value in labels.items()}
+        batch = shape.batch
+        if shape.num_choices is not None and batch is not None:
+            batch //= shape.num_choices  # labels are per example, not per choice
+        if segment_ids is not None and head.per_sequence:
+            infos, batch = self._slot_labels(infos, shape, segment_ids), None
+        elif segment_ids is not None and spec.label_rank == 1:
+            raise ValueError(
+                f"the {head.name} loss does not take packed rows (segment_ids): "
+                f"its {' and '.join(spec.label_args)} index whole rows"
+            )
+        check_labels(head, config, infos, batch=batch, seq=shape.seq, num_choices=shape.num_choices)
+        if _compiling_graph():  # values unknown now: the graph asserts the class ids itself
+            kind = infos[spec.label_args[0]].kind
+            classes = spec.kind != "sequence_classification" or (
+                problem_type(config, kind, write_back=False) == "single_label_classification"
+            )
+            n = num_classes(spec, config, ()) if spec.class_axis else shape.num_choices  # spans: None
+            if classes and n is not None:
+                what = spec.class_axis or "num_choices"
+                for name, value in labels.items():
+                    labels[name] = _assert_in_range(name, value, n, what, ignore=IGNORE_INDEX)
+        return labels
+
+    def _slot_labels(
+        self, infos: dict[str, ArrayInfo], shape: InputShape, segment_ids: torch.Tensor
+    ) -> dict[str, ArrayInfo]:
+        """Packed per-sequence labels: one class id per (batch, seq) slot, -100 in the empty slots.
+
+        Checked here, then handed to :func:`xlmr.losses.check_labels` as one flat list of labels
+        (its ``num_sequences`` rule expects (num_sequences,) labels, not the slot layout).
+        """
+        head = self.head
+        (name, info), *_ = infos.items()  # per-sequence heads have one label argument
+        ptype = problem_type(self.config, info.kind, write_back=False)
+        if ptype != "single_label_classification":
+            raise ValueError(
+                f"packed rows (segment_ids) take single-label classification only (one class id per "
+                f"sequence slot); this call is {ptype} (config.problem_type, num_labels or float labels)"
+            )
+        want = (shape.batch, shape.seq)
+        if len(info.shape) != 2 or any(
+            a is not None and b is not None and a != b for a, b in zip(info.shape, want)
+        ):
+            raise ValueError(
+                f"{name} has shape {tuple(info.shape)}; with segment_ids the {head.name} head expects one "
+                f"label per sequence slot, shape (batch, seq) = {want}, -100 in the slots past each row's "
+                "last sequence"
+            )
+        values = info.values
+        if values is not None:
+            seg = array_info(segment_ids).values
+            if seg is not None:
+                empty = seg.max(axis=-1, keepdims=True) <= np.arange(seg.shape[-1])
+                stray = values[empty & (values != IGNORE_INDEX)]
+                if stray.size:
+                    raise ValueError(
+                        f"{name} holds {int(stray[0])} in a slot past its row's last packed sequence; "
+                        f"empty slots take {IGNORE_INDEX}"
+                    )
+            values = values.reshape(-1)
+        size = None if None in info.shape else info.shape[0] * info.shape[1]
+        return {name: ArrayInfo((size,), info.kind, values)}
+
+    def _backbone(self, args: Mapping[str, Any]) -> _Run:
+        """Check one call (once, against this head's rules) and run the backbone on it.
+
+        ``args`` are the forward's arguments (its ``locals()``): inputs, flags and labels. Inputs
+        of multiple choice (batch, num_choices, seq) are checked, then flattened to
+        (batch * num_choices, seq).
+        """
+        config, head = self.config, self.head
+        inputs = {name: args.get(name) for name in _CHECKED_ARGS}
+        past = _legacy_cache(args.get("past_key_values"), config.num_hidden_layers)
+        past_length = past[0][0].shape[-2] if past is not None else 0
+        shape = self._check_inputs(inputs, past_length, past is not None)
+        labels = self._labels(args, shape, inputs["segment_ids"])
+        num_choices = None
+        if head.input_rank == 3:
+            source = inputs["input_ids"] if inputs["input_ids"] is not None else inputs["inputs_embeds"]
+            num_choices = source.shape[1]
+            for name in _PER_CHOICE_ARGS:
+                if inputs[name] is not None:
+                    inputs[name] = inputs[name].flatten(0, 1)
+        use_cache = args.get("use_cache")
+        use_cache = (
+            config.is_decoder and not labels and (use_cache if use_cache is not None else config.use_cache)
+        )
+
+        def flag(name: str) -> bool:
+            value = args.get(name)
+            return bool(value if value is not None else getattr(config, name))
+
+        outputs = self.base_model._encode(
+            **inputs,
+            past_key_values=past,
+            use_cache=use_cache,
+            output_attentions=flag("output_attentions"),
+            output_hidden_states=flag("output_hidden_states"),
+        )
+        return _Run(outputs, labels, num_choices)
+
+    def _finish(self, return_dict: bool | None, run: _Run, **predictions: torch.Tensor) -> Any:
+        """The head's loss (when labels were given) and HF's output class (a tuple with ``return_dict=False``)."""
+        head = self.head
+        fields = {name: run.outputs.get(name) for name in head.outputs if name in run.outputs._fields}
+        fields.update(predictions)
+        if run.labels:
+            prediction = tuple(predictions[name] for name in head.prediction)
+            fields["loss"] = head_loss(
+                head, self.config, prediction if len(prediction) > 1 else prediction[0], run.labels
+            )
+        out = OUTPUT_CLASSES[head.name](**fields)
         return_dict = return_dict if return_dict is not None else self.config.use_return_dict
         return out if return_dict else out.to_tuple()
 
 
 class XLMRobertaModel(XLMRobertaPreTrainedModel):
     """The bare XLM-RoBERTa encoder (a decoder when ``config.is_decoder``), with an optional pooler.
+
+    Packed rows: with ``segment_ids`` (batch, seq) -- 0 for padding, 1..k for the k sequences
+    packed into a row, in order -- every sequence runs as if alone: positions restart at
+    ``pad_token_id + 1``, attention is block-diagonal, token types default to zeros and
+    ``attention_mask`` may be left out (when given it is combined). ``last_hidden_state`` keeps the
+    packed layout; ``pooler_output`` is (batch, seq, hidden) slots, slot ``[b, k - 1]`` holding
+    sequence ``k`` of row ``b`` and empty slots zero. Decoders with a cache, cross-attention and
+    relative positions refuse ``segment_ids``.
 
     Args:
         config: Model configuration.
@@ -679,6 +1115,10 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         >>> out = model(torch.tensor([[0, 5, 6, 2]]))
         >>> tuple(out.last_hidden_state.shape), tuple(out.pooler_output.shape)
         ((1, 4, 32), (1, 32))
+        >>> packed = model(torch.tensor([[0, 5, 2, 0, 7, 8, 2, 1]]),
+        ...     segment_ids=torch.tensor([[1, 1, 1, 2, 2, 2, 2, 0]]))
+        >>> tuple(packed.pooler_output.shape)  # slots 0 and 1 hold the two sequences
+        (1, 8, 32)
     """
 
     head = HEADS["base"]
@@ -690,132 +1130,66 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         self.pooler = XLMRobertaPooler(self.config) if add_pooling_layer else None
         self.post_init()
 
-    # -- input checks (cheap; data-dependent ones are skipped under torch.compile) -------------------
-    def _check_inputs(
-        self,
-        input_ids: torch.Tensor | None,
-        inputs_embeds: torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        token_type_ids: torch.Tensor | None,
-        position_ids: torch.Tensor | None,
-        past_length: int,
-    ) -> tuple[int, int]:
-        config = self.config
-        if input_ids is not None and inputs_embeds is not None:
-            raise ValueError("You cannot specify both input_ids and inputs_embeds at the same time")
-        if input_ids is None and inputs_embeds is None:
-            raise ValueError("You have to specify either input_ids or inputs_embeds")
-        if input_ids is not None:
-            if input_ids.dim() != 2:
-                raise ValueError(f"input_ids must be (batch, seq), got shape {tuple(input_ids.shape)}")
-            batch, seq = input_ids.shape
-        else:
-            if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.hidden_size:
-                raise ValueError(
-                    f"inputs_embeds must be (batch, seq, hidden_size={config.hidden_size}), "
-                    f"got shape {tuple(inputs_embeds.shape)}"
-                )
-            batch, seq = inputs_embeds.shape[:2]
-        total = past_length + seq
-        relative = config.position_embedding_type != "absolute"
-        limit = config.max_position_embeddings if relative else config.max_sequence_length
-        if total > limit and position_ids is None:
-            what = "config.max_position_embeddings" if relative else "config.max_sequence_length"
-            raise ValueError(
-                f"sequence length {total}"
-                + (f" ({past_length} cached + {seq} new)" if past_length else "")
-                + f" exceeds {what}={limit}"
-                + (
-                    ""
-                    if relative
-                    else f" (max_position_embeddings={config.max_position_embeddings} minus "
-                    f"pad_token_id + 1 = {config.pad_token_id + 1} offset positions)"
-                )
-            )
-        if attention_mask is not None:
-            ok = (attention_mask.dim() == 2 and tuple(attention_mask.shape) == (batch, total)) or (
-                attention_mask.dim() == 3 and tuple(attention_mask.shape) == (batch, seq, total)
-            )
-            if not ok:
-                raise ValueError(
-                    f"attention_mask has shape {tuple(attention_mask.shape)} but the input is (batch, seq) = "
-                    f"({batch}, {seq})"
-                    + (f" with {past_length} cached positions" if past_length else "")
-                    + f"; expected ({batch}, {total}) or ({batch}, {seq}, {total})"
-                )
-        for name, tensor in (("token_type_ids", token_type_ids), ("position_ids", position_ids)):
-            if tensor is not None and tensor.shape[-1] != seq:
-                raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected ({batch}, {seq})")
-        if _compiling():
-            return batch, seq
-        if input_ids is not None and input_ids.numel():
-            low, high = torch.aminmax(input_ids)
-            low, high = int(low), int(high)
-            if low < 0 or high >= config.vocab_size:
-                bad = high if high >= config.vocab_size else low
-                raise ValueError(
-                    f"input_ids holds token id {bad}, outside [0, vocab_size={config.vocab_size}) "
-                    f"(largest id {high}, smallest {low})"
-                )
-        if token_type_ids is not None and token_type_ids.numel():
-            low, high = (int(v) for v in torch.aminmax(token_type_ids))
-            if low < 0 or high >= config.type_vocab_size:
-                bad = high if high >= config.type_vocab_size else low
-                raise ValueError(
-                    f"token_type_ids holds {bad}, outside [0, type_vocab_size={config.type_vocab_size})"
-                )
-        if position_ids is not None and position_ids.numel() and not relative:
-            low, high = (int(v) for v in torch.aminmax(position_ids))
-            if low < 0 or high >= config.max_position_embeddings:
-                bad = high if high >= config.max_position_embeddings else low
-                raise ValueError(
-                    f"position_ids holds {bad}, outside [0, max_position_embeddings={config.max_position_embeddings})"
-                )
-        return batch, seq
-
-    def _self_attention_mask(
-        self,
-        attention_mask: torch.Tensor | None,
-        batch: int,
-        seq: int,
-        past_length: int,
-        dtype: torch.dtype,
-        device: torch.device,
-    ) -> torch.Tensor | None:
-        """Additive mask (batch, 1, seq or 1, past + seq): padding, plus the causal mask for decoders."""
-        total = past_length + seq
-        if not self.config.is_decoder:
-            if attention_mask is None:
-                return None
-            if attention_mask.dim() == 2:
-                if not _compiling() and bool(attention_mask.all()):
-                    return None  # nothing to mask: lets SDPA pick its fastest kernel
-                return _additive_mask(attention_mask[:, None, None, :], dtype)  # (batch, 1, 1, total)
-            return _additive_mask(attention_mask[:, None, :, :], dtype)  # (batch, 1, seq, total)
-        # Decoder: position i (at past_length + i) sees keys 0..past_length + i.
-        rows = torch.arange(past_length, total, device=device)[:, None]
-        causal = (torch.arange(total, device=device)[None, :] <= rows).to(dtype)  # (seq, total)
-        keep = causal[None, None]
-        if attention_mask is not None:
-            keep = keep * (
-                attention_mask[:, None, None, :]
-                if attention_mask.dim() == 2
-                else attention_mask[:, None, :, :]
-            ).to(dtype)
-        return _additive_mask(keep, dtype)  # (batch or 1, 1, seq, total)
-
     def _head_mask(self, head_mask: torch.Tensor | None) -> torch.Tensor | None:
         """(heads,) or (layers, heads) -> (layers, 1, heads, 1, 1), 1.0 keeping a head."""
         if head_mask is None:
             return None
-        layers, heads = self.config.num_hidden_layers, self.config.num_attention_heads
         if head_mask.dim() == 1:
-            head_mask = head_mask[None].expand(layers, -1)
-        if tuple(head_mask.shape) != (layers, heads):
-            raise ValueError(
-                f"head_mask has shape {tuple(head_mask.shape)}; expected ({heads},) or ({layers}, {heads})"
-            )
+            head_mask = head_mask[None].expand(self.config.num_hidden_layers, -1)
         return head_mask[:, None, :, None, None].to(self.dtype)
+
+    def _encode(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        head_mask: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        encoder_hidden_states: torch.Tensor | None,
+        encoder_attention_mask: torch.Tensor | None,
+        segment_ids: torch.Tensor | None,
+        past_key_values: PastKeyValues | None,
+        use_cache: bool,
+        output_attentions: bool,
+        output_hidden_states: bool,
+    ) -> ModelOutput:
+        """The backbone on checked inputs: embeddings, masks, layers, pooler (all base outputs)."""
+        past_length = past_key_values[0][0].shape[-2] if past_key_values is not None else 0
+        embedding_output = self.embeddings(
+            input_ids=input_ids,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            past_key_values_length=past_length,
+            segment_ids=segment_ids,
+        )  # (batch, seq, hidden)
+        dtype, device = embedding_output.dtype, embedding_output.device
+        seq = embedding_output.shape[1]
+        keep = attention_keep_mask(attention_mask, segment_ids, seq, past_length, self.config.is_decoder)
+        cross_keep = None
+        if encoder_hidden_states is not None and encoder_attention_mask is not None:
+            cross_keep = attention_keep_mask(encoder_attention_mask, None, seq, 0, False)
+        encoder_outputs = self.encoder(
+            embedding_output,
+            attention_mask=additive_mask(keep.to(device), dtype) if keep is not None else None,
+            head_mask=self._head_mask(head_mask),
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=additive_mask(cross_keep, dtype) if cross_keep is not None else None,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        sequence_output = encoder_outputs.last_hidden_state
+        return OUTPUT_CLASSES[self.head.name](
+            last_hidden_state=sequence_output,
+            pooler_output=self.pooler(sequence_output, segment_ids) if self.pooler is not None else None,
+            hidden_states=encoder_outputs.hidden_states,
+            past_key_values=encoder_outputs.past_key_values,
+            attentions=encoder_outputs.attentions,
+            cross_attentions=encoder_outputs.cross_attentions,
+        )
 
     def forward(
         self,
@@ -832,76 +1206,15 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> Any:
         """Encode ``input_ids`` (batch, seq) or ``inputs_embeds`` (batch, seq, hidden).
 
         Returns ``BaseModelOutputWithPoolingAndCrossAttentions`` (a tuple when ``return_dict=False``).
-        ``past_key_values`` is HF v4's legacy tuple (or any object with ``to_legacy_cache()``).
+        ``past_key_values`` is HF v4's legacy tuple (or any object with ``to_legacy_cache()``);
+        ``segment_ids`` (batch, seq) packs several sequences per row (see the class docstring).
         """
-        config = self.config
-        output_attentions = output_attentions if output_attentions is not None else config.output_attentions
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else config.output_hidden_states
-        )
-        use_cache = (use_cache if use_cache is not None else config.use_cache) if config.is_decoder else False
-        if past_key_values is not None and hasattr(past_key_values, "to_legacy_cache"):
-            past_key_values = past_key_values.to_legacy_cache()
-        if past_key_values is not None:
-            # HF's legacy views may pad a layer with None (an empty cross-attention cache).
-            past_key_values = tuple(tuple(t for t in layer if t is not None) for layer in past_key_values)
-            if not past_key_values or not past_key_values[0]:
-                past_key_values = None
-        if past_key_values is not None and len(past_key_values) != config.num_hidden_layers:
-            raise ValueError(
-                f"past_key_values holds {len(past_key_values)} layers, the model has {config.num_hidden_layers}"
-            )
-        past_length = past_key_values[0][0].shape[-2] if past_key_values is not None else 0
-
-        batch, seq = self._check_inputs(
-            input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, past_length
-        )
-        embedding_output = self.embeddings(
-            input_ids=input_ids,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            past_key_values_length=past_length,
-        )  # (batch, seq, hidden)
-        dtype, device = embedding_output.dtype, embedding_output.device
-        extended_mask = self._self_attention_mask(attention_mask, batch, seq, past_length, dtype, device)
-
-        encoder_extended_mask = None
-        if config.is_decoder and encoder_hidden_states is not None and encoder_attention_mask is not None:
-            if encoder_attention_mask.dim() == 2:
-                encoder_extended_mask = _additive_mask(encoder_attention_mask[:, None, None, :], dtype)
-            elif encoder_attention_mask.dim() == 3:
-                encoder_extended_mask = _additive_mask(encoder_attention_mask[:, None, :, :], dtype)
-            else:
-                raise ValueError(
-                    f"encoder_attention_mask must be 2-D or 3-D, got shape {tuple(encoder_attention_mask.shape)}"
-                )
-
-        encoder_outputs = self.encoder(
-            embedding_output,
-            attention_mask=extended_mask,
-            head_mask=self._head_mask(head_mask),
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_extended_mask,
-            past_key_values=past_key_values,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        sequence_output = encoder_outputs.last_hidden_state
-        return self._finish(
-            return_dict,
-            last_hidden_state=sequence_output,
-            pooler_output=self.pooler(sequence_output) if self.pooler is not None else None,
-            hidden_states=encoder_outputs.hidden_states,
-            past_key_values=encoder_outputs.past_key_values,
-            attentions=encoder_outputs.attentions,
-            cross_attentions=encoder_outputs.cross_attentions,
-        )
+        return self._finish(return_dict, self._backbone(locals()))
 
 
 class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
@@ -928,7 +1241,7 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
         super().__init__(config)
         if not self.config.is_decoder:
             logger.warning("If you want to use XLMRobertaForCausalLM as a standalone, add `is_decoder=True`.")
-        self.roberta = XLMRobertaModel(self.config, add_pooling_layer=False)
+        self.roberta = XLMRobertaModel(self.config, add_pooling_layer=self.head.add_pooling_layer)
         self.lm_head = XLMRobertaLMHead(self.config)
         self.post_init()
 
@@ -948,36 +1261,14 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> Any:
-        """Logits (batch, seq, vocab); with ``labels`` the next-token loss (labels shifted inside)."""
-        if labels is not None:
-            use_cache = False
-        outputs = self.roberta(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            head_mask=head_mask,
-            inputs_embeds=inputs_embeds,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
-            past_key_values=past_key_values,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        logits = self.lm_head(outputs.last_hidden_state)
-        loss = compute_loss(self.head.loss, self.config, logits, labels) if labels is not None else None
-        return self._finish(
-            return_dict,
-            loss=loss,
-            logits=logits,
-            past_key_values=outputs.past_key_values,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-            cross_attentions=outputs.cross_attentions,
-        )
+        """Logits (batch, seq, vocab); with ``labels`` the next-token loss (labels shifted inside).
+
+        ``segment_ids`` is refused (a ValueError): this head does not take packed rows.
+        """
+        run = self._backbone(locals())
+        return self._finish(return_dict, run, logits=self.lm_head(run.outputs.last_hidden_state))
 
 
 class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
@@ -1000,7 +1291,7 @@ class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
 
     def __init__(self, config: XLMRobertaConfig) -> None:
         super().__init__(config)
-        self.roberta = XLMRobertaModel(self.config, add_pooling_layer=False)
+        self.roberta = XLMRobertaModel(self.config, add_pooling_layer=self.head.add_pooling_layer)
         self.lm_head = XLMRobertaLMHead(self.config)
         self.post_init()
 
@@ -1018,30 +1309,14 @@ class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> Any:
-        """Logits (batch, seq, vocab); with ``labels`` (-100 = ignored) the masked-LM loss."""
-        outputs = self.roberta(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            head_mask=head_mask,
-            inputs_embeds=inputs_embeds,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        logits = self.lm_head(outputs.last_hidden_state)
-        loss = compute_loss(self.head.loss, self.config, logits, labels) if labels is not None else None
-        return self._finish(
-            return_dict,
-            loss=loss,
-            logits=logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        """Logits (batch, seq, vocab); with ``labels`` (-100 = ignored) the masked-LM loss.
+
+        With ``segment_ids`` the logits and ``labels`` keep the packed layout.
+        """
+        run = self._backbone(locals())
+        return self._finish(return_dict, run, logits=self.lm_head(run.outputs.last_hidden_state))
 
 
 class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
@@ -1066,7 +1341,7 @@ class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
     def __init__(self, config: XLMRobertaConfig) -> None:
         super().__init__(config)
         self.num_labels = self.config.num_labels
-        self.roberta = XLMRobertaModel(self.config, add_pooling_layer=False)
+        self.roberta = XLMRobertaModel(self.config, add_pooling_layer=self.head.add_pooling_layer)
         self.classifier = XLMRobertaClassificationHead(self.config)
         self.post_init()
 
@@ -1082,28 +1357,17 @@ class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> Any:
-        """Logits (batch, num_labels); with ``labels`` the loss of ``config.problem_type``."""
-        outputs = self.roberta(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            head_mask=head_mask,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        logits = self.classifier(outputs.last_hidden_state)
-        loss = compute_loss(self.head.loss, self.config, logits, labels) if labels is not None else None
-        return self._finish(
-            return_dict,
-            loss=loss,
-            logits=logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        """Logits (batch, num_labels); with ``labels`` the loss of ``config.problem_type``.
+
+        With ``segment_ids``: logits in (batch, seq, num_labels) slots, one per packed sequence
+        (slot ``[b, k - 1]`` = sequence ``k``, empty slots zero), and single-label ``labels`` in the
+        same (batch, seq) slots, -100 in the empty ones.
+        """
+        run = self._backbone(locals())
+        logits = self.classifier(run.outputs.last_hidden_state, segment_ids)
+        return self._finish(return_dict, run, logits=logits)
 
 
 class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
@@ -1126,7 +1390,7 @@ class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
 
     def __init__(self, config: XLMRobertaConfig) -> None:
         super().__init__(config)
-        self.roberta = XLMRobertaModel(self.config)
+        self.roberta = XLMRobertaModel(self.config, add_pooling_layer=self.head.add_pooling_layer)
         self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
         self.classifier = nn.Linear(self.config.hidden_size, 1)
         self.post_init()
@@ -1143,46 +1407,15 @@ class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> Any:
-        """Logits (batch, num_choices); with ``labels`` (batch,) the cross entropy over the choices."""
-        source = input_ids if input_ids is not None else inputs_embeds
-        if source is None:
-            raise ValueError("You have to specify either input_ids or inputs_embeds")
-        expected_dim = 3 if input_ids is not None else 4
-        if source.dim() != expected_dim:
-            name = "input_ids" if input_ids is not None else "inputs_embeds"
-            raise ValueError(
-                f"{name} of a multiple-choice model must be (batch, num_choices, seq"
-                + (", hidden)" if expected_dim == 4 else ")")
-                + f", got shape {tuple(source.shape)}"
-            )
-        num_choices = source.shape[1]
+        """Logits (batch, num_choices); with ``labels`` (batch,) the cross entropy over the choices.
 
-        def flat(t: torch.Tensor | None, trailing: int = 1) -> torch.Tensor | None:
-            # (batch, num_choices, seq, ...) -> (batch * num_choices, seq, ...)
-            return t.reshape(-1, *t.shape[t.dim() - trailing :]) if t is not None else None
-
-        mask_trailing = attention_mask.dim() - 2 if attention_mask is not None else 1
-        outputs = self.roberta(
-            flat(input_ids),
-            attention_mask=flat(attention_mask, mask_trailing),
-            token_type_ids=flat(token_type_ids),
-            position_ids=flat(position_ids),
-            head_mask=head_mask,
-            inputs_embeds=flat(inputs_embeds, 2),
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)
-        loss = compute_loss(self.head.loss, self.config, logits, labels) if labels is not None else None
-        return self._finish(
-            return_dict,
-            loss=loss,
-            logits=logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        ``segment_ids`` is refused (a ValueError): this head does not take packed rows.
+        """
+        run = self._backbone(locals())
+        logits = self.classifier(self.dropout(run.outputs.pooler_output)).view(-1, run.num_choices)
+        return self._finish(return_dict, run, logits=logits)
 
 
 class XLMRobertaForTokenClassification(XLMRobertaPreTrainedModel):
@@ -1206,7 +1439,7 @@ class XLMRobertaForTokenClassification(XLMRobertaPreTrainedModel):
     def __init__(self, config: XLMRobertaConfig) -> None:
         super().__init__(config)
         self.num_labels = self.config.num_labels
-        self.roberta = XLMRobertaModel(self.config, add_pooling_layer=False)
+        self.roberta = XLMRobertaModel(self.config, add_pooling_layer=self.head.add_pooling_layer)
         dropout = self.config.classifier_dropout
         self.dropout = nn.Dropout(dropout if dropout is not None else self.config.hidden_dropout_prob)
         self.classifier = nn.Linear(self.config.hidden_size, self.config.num_labels)
@@ -1224,28 +1457,15 @@ class XLMRobertaForTokenClassification(XLMRobertaPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> Any:
-        """Logits (batch, seq, num_labels); with ``labels`` (-100 = ignored) the token loss."""
-        outputs = self.roberta(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            head_mask=head_mask,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        logits = self.classifier(self.dropout(outputs.last_hidden_state))
-        loss = compute_loss(self.head.loss, self.config, logits, labels) if labels is not None else None
-        return self._finish(
-            return_dict,
-            loss=loss,
-            logits=logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        """Logits (batch, seq, num_labels); with ``labels`` (-100 = ignored) the token loss.
+
+        With ``segment_ids`` the logits and ``labels`` keep the packed layout (-100 on padding).
+        """
+        run = self._backbone(locals())
+        logits = self.classifier(self.dropout(run.outputs.last_hidden_state))
+        return self._finish(return_dict, run, logits=logits)
 
 
 class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
@@ -1270,7 +1490,7 @@ class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
     def __init__(self, config: XLMRobertaConfig) -> None:
         super().__init__(config)
         self.num_labels = self.config.num_labels
-        self.roberta = XLMRobertaModel(self.config, add_pooling_layer=False)
+        self.roberta = XLMRobertaModel(self.config, add_pooling_layer=self.head.add_pooling_layer)
         self.qa_outputs = nn.Linear(self.config.hidden_size, self.config.num_labels)
         self.post_init()
 
@@ -1287,38 +1507,20 @@ class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> Any:
-        """Start and end logits (batch, seq); with both positions the mean of the two span losses."""
+        """Start and end logits (batch, seq); with both positions the mean of the two span losses.
+
+        With ``segment_ids`` the logits keep the packed layout (the span loss takes unpacked rows only).
+        """
         if self.num_labels != 2:
             raise ValueError(
                 f"XLMRobertaForQuestionAnswering needs config.num_labels == 2 (start, end), got {self.num_labels}"
             )
-        outputs = self.roberta(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            head_mask=head_mask,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        logits = self.qa_outputs(outputs.last_hidden_state)  # (batch, seq, 2)
+        run = self._backbone(locals())
+        logits = self.qa_outputs(run.outputs.last_hidden_state)  # (batch, seq, 2)
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            loss = compute_loss(
-                self.head.loss, self.config, (start_logits, end_logits), start_positions, end_positions
-            )
-        return self._finish(
-            return_dict,
-            loss=loss,
-            start_logits=start_logits,
-            end_logits=end_logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
+        return self._finish(return_dict, run, start_logits=start_logits, end_logits=end_logits)
 
 
 # head name -> class (for XLMRobertaPreTrainedModel.from_pretrained and the tools).

@@ -31,10 +31,17 @@ def train_step(
 ) -> float:
     """One optimisation step: forward with labels, backward, clip, step. Returns the loss.
 
+    Bad token ids and labels raise before anything is updated: a ``ValueError`` from the core
+    checker when ``model`` runs eagerly, a ``RuntimeError`` from the graph's own range asserts
+    when it is a ``torch.compile`` module.
+
     Args:
         model: Any xlmr_torch head; it is put in training mode (dropout on).
         batch: Keyword arguments of the model's forward, labels included
             (``labels``, or ``start_positions`` / ``end_positions`` for question answering).
+            A packed batch adds ``segment_ids``: token-classification labels then follow the packed
+            layout (-100 on padding), sequence-classification labels the (batch, seq) slots (-100
+            in the empty ones); loss and gradients equal those of the padded batch.
         optimizer: A torch optimizer over ``model.parameters()``.
         max_grad_norm: Clip the global gradient norm to this value (None: no clipping).
         scheduler: Optional learning-rate scheduler, stepped after the optimizer.

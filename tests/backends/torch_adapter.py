@@ -39,6 +39,18 @@ def forward(model, inputs, **kwargs):
     return to_numpy_tree(dict(out))
 
 
+def forward_compiled(model, inputs, **kwargs):
+    """``forward`` through ``torch.compile`` (inductor, static shapes; fullgraph not required).
+
+    The compiled module is kept on the model, so calls with the same shapes compile once.
+    """
+    compiled = getattr(model, "_test_compiled", None)
+    if compiled is None:
+        compiled = torch.compile(model, dynamic=False)
+        object.__setattr__(model, "_test_compiled", compiled)  # not a submodule: no parameter aliasing
+    return forward(compiled, inputs, **kwargs)
+
+
 def from_hf(hf_model, head: str, config):
     """Our model for ``head`` holding the weights of an HF PyTorch model (via the canonical dict)."""
     from tests.reference import canonical_state_dict

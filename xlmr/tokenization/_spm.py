@@ -1,16 +1,14 @@
-"""SentencePiece model files: reading, training, and the `tokenizers` pipeline built from them.
+"""SentencePiece model files: reading them, and the `tokenizers` pipeline built from them.
 
-Private helpers of :mod:`xlmr.tokenization`. The pipeline built here is the one HF transformers'
-``convert_slow_tokenizer.XLMRobertaConverter`` produces (fairseq id layout, the model's own
-precompiled normalizer plus HF's strip / collapse steps, Metaspace, ``<s> A </s></s> B </s>``),
-written here on top of sentencepiece's own protobuf module.
+Private helpers of :mod:`xlmr.tokenization` (training is in ``training.py``). The pipeline built
+here is the one HF transformers' ``convert_slow_tokenizer.XLMRobertaConverter`` produces (fairseq id
+layout, the model's own precompiled normalizer plus HF's strip / collapse steps, Metaspace,
+``<s> A </s></s> B </s>``), written here on top of sentencepiece's own protobuf module.
 """
 
 from __future__ import annotations
 
-import io
 import os
-from collections.abc import Iterable
 
 import sentencepiece as spm
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
@@ -72,6 +70,21 @@ def load_processor(
     return sp
 
 
+def pipeline_mismatch(backend: Tokenizer, data: bytes, source: str) -> str | None:
+    """How a fast pipeline's model disagrees with the SentencePiece model ``data`` (in the fairseq layout
+    ``build_backend`` gives: piece i at id i + 1 from piece 3 on, ``<mask>`` last), or None."""
+    pieces = [p.piece for p in parse_model_proto(data, source).pieces]
+    expected = len(pieces) + FAIRSEQ_OFFSET + 1  # fairseq's four tokens replace SentencePiece's three
+    got = backend.get_vocab_size(with_added_tokens=False)
+    if got != expected:
+        return f"its model holds {got} tokens, the SentencePiece model's layout {expected}"
+    for i in range(3, len(pieces)):
+        token = backend.id_to_token(i + FAIRSEQ_OFFSET)
+        if token != pieces[i]:
+            return f"id {i + FAIRSEQ_OFFSET} is {token!r} there but SentencePiece piece {i} is {pieces[i]!r}"
+    return None
+
+
 def build_backend(proto, mask_token: str = "<mask>") -> Tokenizer:
     """The fast pipeline for a SentencePiece unigram model, as XLMRobertaConverter builds it."""
     if proto.trainer_spec.model_type != _UNIGRAM:
@@ -106,45 +119,3 @@ def build_backend(proto, mask_token: str = "<mask>") -> Tokenizer:
         special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))],
     )
     return tok
-
-
-def _sentences(texts: Iterable[str]):
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"training text #{i} is a {type(text).__name__}, expected str")
-        for line in text.splitlines():
-            if line.strip():
-                yield line
-
-
-def train_spm_model(texts: Iterable[str], vocab_size: int, **spm_kwargs) -> bytes:
-    """Train a SentencePiece unigram model the way XLM-R's was set up; returns the serialized model.
-
-    fairseq's special ids (unk=0, bos=1, eos=2, no pad) and NFKC normalization as in XLM-R's model, no byte
-    fallback, ``hard_vocab_limit=False`` so a small corpus yields a smaller vocabulary instead of failing.
-    Logging is off. Extra keyword arguments go to ``SentencePieceTrainer.train``.
-    """
-    if not isinstance(vocab_size, int) or vocab_size < 8:
-        raise ValueError(f"vocab_size must be an int >= 8, got {vocab_size!r}")
-    options = {
-        "model_type": "unigram",
-        "vocab_size": vocab_size,
-        "byte_fallback": False,
-        "normalization_rule_name": "nmt_nfkc",
-        "character_coverage": 0.9995,
-        "unk_id": 0,
-        "bos_id": 1,
-        "eos_id": 2,
-        "pad_id": -1,
-        "hard_vocab_limit": False,
-        "num_threads": max(1, os.cpu_count() or 1),
-        "minloglevel": 2,
-        "train_extremely_large_corpus": False,
-    }
-    options.update(spm_kwargs)
-    sentences = list(_sentences(texts))
-    if not sentences:
-        raise ValueError("cannot train a SentencePiece model on an empty corpus (no non-blank text given)")
-    buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_writer=buf, **options)
-    return buf.getvalue()
