@@ -76,8 +76,10 @@ class TFSentenceEncoder(SentenceEncoderBase):
         key, second = (
             ("segment_ids", segment_ids) if segment_ids is not None else ("attention_mask", attention_mask)
         )
+        # One tf.function per batch shape: each traces (and XLA-compiles) once, never retraces.
         compiled = self.__dict__.setdefault("_compiled", {})
-        if key not in compiled:
+        shape = (key, *np.shape(input_ids))
+        if shape not in compiled:
             model = self.model
 
             def run(ids, other):
@@ -85,12 +87,10 @@ class TFSentenceEncoder(SentenceEncoderBase):
                     "last_hidden_state"
                 ]
 
-            compiled[key] = (
-                tf.function(run, jit_compile=True, reduce_retracing=False) if self.jit_compile else run
-            )
+            compiled[shape] = tf.function(run, jit_compile=True) if self.jit_compile else run
         ids = tf.constant(np.asarray(input_ids, np.int32))
         other = tf.constant(np.asarray(second, np.int32))
-        return np.asarray(compiled[key](ids, other), np.float32)  # (rows, seq, hidden)
+        return np.asarray(compiled[shape](ids, other), np.float32)  # (rows, seq, hidden)
 
     def _to_tensor(self, array: np.ndarray) -> tf.Tensor:
         return tf.constant(array)
