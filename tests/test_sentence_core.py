@@ -110,6 +110,35 @@ def test_dense_activation_rules(caplog):
     assert dense.to_config()["activation_function"] == "my_package.CustomActivation"
 
 
+@pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])
+def test_dense_directory(tmp_path, weights):
+    """2_Dense/: config.json and a torch Linear's weights; a missing activation is Tanh, null Identity."""
+    w = RNG.normal(size=(3, 4)).astype(np.float32)
+    b = RNG.normal(size=3).astype(np.float32)
+    if weights.endswith(".safetensors"):
+        from safetensors.numpy import save_file
+
+        save_file({"linear.weight": w, "linear.bias": b}, str(tmp_path / weights), metadata={"format": "pt"})
+    else:
+        torch = pytest.importorskip("torch")
+        torch.save(
+            {"linear.weight": torch.from_numpy(w), "linear.bias": torch.from_numpy(b)}, tmp_path / weights
+        )
+    x = RNG.normal(size=(2, 4)).astype(np.float32)
+    for config, activation in (({}, np.tanh), ({"activation_function": None}, lambda y: y)):
+        (tmp_path / "config.json").write_text(json.dumps({"in_features": 4, "out_features": 3, **config}))
+        dense = S._read_dense(tmp_path)
+        np.testing.assert_allclose(dense(x), activation(x @ w.T + b), rtol=1e-6, atol=1e-6)
+    (tmp_path / "config.json").write_text(json.dumps({"in_features": 5, "out_features": 3}))
+    with pytest.raises(ValueError, match="linear.weight has shape"):
+        S._read_dense(tmp_path)
+    (tmp_path / "config.json").write_text(
+        json.dumps({"in_features": 4, "module_input_name": "token_embeddings"})
+    )
+    with pytest.raises(S.UnsupportedModuleError, match="token_embeddings"):
+        S._read_dense(tmp_path)
+
+
 @pytest.mark.hf
 def test_quantize_embeddings_bit_for_bit():
     sentence_transformers()

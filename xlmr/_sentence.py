@@ -156,7 +156,8 @@ class Pooling:
             config.update({key: mode in self.modes for key, mode in _LEGACY_POOLING_KEYS.items()})
         else:
             config = {"embedding_dimension": self.embedding_dimension, "pooling_mode": list(self.modes)}
-        config["include_prompt"] = self.include_prompt
+        if not self.include_prompt:  # sentence-transformers before 2.4 does not know the key
+            config["include_prompt"] = False
         return config
 
     def __call__(self, tokens: Ragged, prompt_length: int = 0) -> np.ndarray:
@@ -245,7 +246,6 @@ class Dense:
     weight: np.ndarray
     bias: np.ndarray | None = None
     activation_function: str = "torch.nn.modules.activation.Tanh"
-    extra_config: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.weight = np.asarray(self.weight, np.float32)
@@ -282,8 +282,8 @@ class Dense:
         return np.asarray(self._activation(y), np.float32)
 
     def to_config(self) -> dict:
+        # The keys every sentence-transformers version takes (no module_input_name: 5.x only).
         return {
-            **self.extra_config,
             "in_features": self.in_features,
             "out_features": self.out_features,
             "bias": self.bias is not None,
@@ -415,7 +415,6 @@ class Layout:
         transformer_dir: The Transformer module's directory (config.json, weights, tokenizer).
         modules: The modules after the Transformer, in order (:class:`Pooling`, :class:`Dense`,
             :class:`Normalize`).
-        module_types: The ``type`` strings of all modules (Transformer first), as written.
         max_seq_length: Longest tokenized input (truncated beyond), None for the tokenizer's.
         do_lower_case: Lower-case texts before tokenizing.
         prompts: Prompt name -> text prepended to every input.
@@ -426,7 +425,6 @@ class Layout:
 
     transformer_dir: Path
     modules: list = field(default_factory=list)
-    module_types: list[str] = field(default_factory=list)
     max_seq_length: int | None = None
     do_lower_case: bool = False
     prompts: dict[str, str] = field(default_factory=dict)
@@ -486,12 +484,12 @@ def _read_dense(directory: Path) -> Dense:
         raise ValueError(f"{directory}: linear.weight has shape {weight.shape}, config says {expected}")
     if config.get("bias", True) and bias is None:
         raise ValueError(f"{directory}: config says bias=true but there is no 'linear.bias'")
-    extra = {k: v for k, v in config.items() if k in ("module_input_name", "module_output_name")}
+    # sentence-transformers: no key is its default (Tanh), null is Identity.
+    activation = config.get("activation_function", "torch.nn.modules.activation.Tanh")
     return Dense(
         weight,
         None if bias is None else np.asarray(bias, np.float32),
-        config.get("activation_function") or "torch.nn.modules.linear.Identity",
-        extra,
+        activation or "torch.nn.modules.linear.Identity",
     )
 
 
@@ -540,7 +538,6 @@ def read_layout(path: str | os.PathLike) -> Layout:
         if not isinstance(hidden, int):
             raise FileNotFoundError(f"{root} has neither modules.json nor an XLM-R config.json")
         layout.modules = [Pooling(hidden, ("mean",))]
-        layout.module_types = [_MODULE_TYPES["Transformer"], _MODULE_TYPES["Pooling"]]
     else:
         entries = _read_json(modules_json)
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
@@ -556,7 +553,6 @@ def read_layout(path: str | os.PathLike) -> Layout:
                 f"{modules_json}: xlmr needs one Pooling module right after the Transformer, got {kinds}"
             )
         layout = Layout(transformer_dir=_module_dir(root, entries[0].get("path"), "module path"))
-        layout.module_types = [e["type"] for e in entries]
         if not _read_transformer_config(layout.transformer_dir, layout):
             _read_transformer_config(root, layout)
         for entry, kind in zip(entries[1:], kinds[1:]):
