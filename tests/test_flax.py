@@ -190,6 +190,20 @@ def test_cache_overflow_and_non_decoder_are_refused(decoder):
         flax_class("causal_lm")(encoder_only.config).init_cache(1, 4)
 
 
+@pytest.mark.parametrize("kind", ["relative_key", "relative_key_query"])
+def test_cached_decoding_with_relative_positions_equals_full_pass(kind):
+    """The fixed-size cache puts the queries at the cache index, not at the end of the keys."""
+    model, config, _, _ = ours("causal_lm", is_decoder=True, position_embedding_type=kind)
+    inputs = make_inputs(config, "causal_lm", seq=6, labels=False)
+    full = np.asarray(model(inputs["input_ids"], inputs["attention_mask"]).logits)
+
+    def step(params, ids, mask, cache):
+        return model(ids, attention_mask=mask, params=params, past_key_values=cache)
+
+    stepped, _ = _decode(model, jax.jit(step), inputs, prefill=2)
+    np.testing.assert_allclose(stepped, full, atol=ATOL, rtol=0)
+
+
 # -- bf16 and remat --------------------------------------------------------------------------------
 def test_bfloat16_computes_in_bf16_close_to_float32():
     model, config, _, state_dict = ours("sequence_classification")
@@ -267,9 +281,9 @@ def encoder_model():
 
 def test_out_of_vocabulary_ids_name_the_id_and_vocab_size(encoder_model):
     ids = np.array([[0, 5, 150, 2]])
-    with pytest.raises(ValueError, match=r"id 150.*vocab_size is 99"):
+    with pytest.raises(ValueError, match=r"token id 150, outside \[0, vocab_size=99\)"):
         encoder_model(ids)
-    with pytest.raises(ValueError, match="negative id -3"):
+    with pytest.raises(ValueError, match=r"token id -3, outside \[0, vocab_size=99\)"):
         encoder_model(np.array([[0, -3, 2]]))
 
 
@@ -289,11 +303,11 @@ def test_mismatched_masks_and_types_are_refused(encoder_model):
         encoder_model(ids, attention_mask=np.ones((1, 3)))
     with pytest.raises(ValueError, match=r"attention_mask has shape \(1, 3\)"):
         jax.jit(lambda i, m: encoder_model(i, m).logits)(ids, np.ones((1, 3), "i4"))
-    with pytest.raises(ValueError, match="token_type_ids contain 2, but type_vocab_size is 2"):
+    with pytest.raises(ValueError, match=r"token_type_ids holds 2, outside \[0, type_vocab_size=2\)"):
         encoder_model(ids, token_type_ids=np.array([[0, 1, 2, 0]]))
     with pytest.raises(ValueError, match=r"input_ids must have shape \(batch, seq\)"):
         encoder_model(np.array([0, 5, 2]))
-    with pytest.raises(TypeError, match="integer token ids"):
+    with pytest.raises(TypeError, match="input_ids must hold integer ids"):
         encoder_model(np.array([[0.0, 5.0]]))
     with pytest.raises(ValueError, match="needs dropout_rng"):
         encoder_model(ids, train=True)
@@ -301,3 +315,166 @@ def test_mismatched_masks_and_types_are_refused(encoder_model):
         encoder_model(ids, encoder_hidden_states=np.zeros((1, 2, 32), np.float32))
     with pytest.raises(ValueError, match=r"head_mask has shape \(3,\)"):
         encoder_model(ids, head_mask=np.ones(3))
+
+
+# -- the module-level helpers ----------------------------------------------------------------------
+def test_array_info_eager_and_traced():
+    from xlmr_flax.modeling import array_info
+
+    assert array_info(None) is None
+    info = array_info([[0, 5, 2]])
+    assert info.shape == (1, 3) and info.kind == "i" and info.values.tolist() == [[0, 5, 2]]
+    info = array_info(jnp.ones((2, 3), jnp.bfloat16))
+    assert info.shape == (2, 3) and info.kind == "V" and info.values is None
+    seen = []
+    jax.jit(lambda x: seen.append(array_info(x)) or x)(jnp.arange(4).reshape(1, 4))
+    assert seen[0].shape == (1, 4) and seen[0].kind == "i" and seen[0].values is None
+
+
+def test_position_ids_restart_for_every_packed_sequence():
+    from xlmr_flax.modeling import create_position_ids_from_input_ids
+
+    ids = jnp.array([[0, 5, 2, 0, 6, 7, 2, 1, 1], [0, 8, 9, 9, 9, 9, 2, 1, 1]])
+    seg = jnp.array([[1, 1, 1, 2, 2, 2, 2, 0, 0], [1, 1, 1, 1, 1, 1, 1, 0, 0]])
+    expected = [[2, 3, 4, 2, 3, 4, 5, 1, 1], [2, 3, 4, 5, 6, 7, 8, 1, 1]]
+    assert create_position_ids_from_input_ids(ids, 1, segment_ids=seg).tolist() == expected
+    assert create_position_ids_from_input_ids(ids, 1)[1].tolist() == expected[1]  # one sequence: as unpacked
+    assert create_position_ids_from_input_ids(ids[:1, :2], 1, 5).tolist() == [[7, 8]]  # after 5 cached
+
+
+def test_attention_keep_mask_and_first_tokens():
+    from xlmr_flax.modeling import additive_mask, attention_keep_mask, sequence_first_tokens
+
+    assert attention_keep_mask(None, None, 3, 0, False) is None
+    seg = jnp.array([[1, 1, 2, 0]])
+    keep = attention_keep_mask(None, seg, 4, 0, False)
+    assert keep.shape == (1, 1, 4, 4)
+    assert keep[0, 0].astype(int).tolist() == [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    # 3-D mask (batch, seq, keys), combined with the causal mask after two cached tokens.
+    per_query = jnp.ones((1, 2, 4), "i4").at[0, 1, 0].set(0)
+    keep = attention_keep_mask(per_query, None, 2, 2, True)
+    assert keep[0, 0].astype(int).tolist() == [[1, 1, 1, 0], [0, 1, 1, 1]]
+    bias = additive_mask(jnp.array([True, False]), jnp.bfloat16)
+    assert bias.dtype == jnp.bfloat16 and float(bias[0]) == 0.0 and np.isfinite(float(bias[1]))
+    assert float(bias[1]) == float(jnp.finfo(jnp.bfloat16).min)
+
+    hidden = jnp.arange(2 * 5 * 2, dtype=jnp.float32).reshape(2, 5, 2)
+    seg = jnp.array([[1, 1, 2, 2, 2], [1, 1, 1, 1, 0]])
+    slots = np.asarray(sequence_first_tokens(hidden, seg))
+    np.testing.assert_array_equal(slots[0, :2], np.asarray(hidden)[0, [0, 2]])
+    np.testing.assert_array_equal(slots[1, 0], np.asarray(hidden)[1, 0])
+    assert (slots[0, 2:] == 0).all() and (slots[1, 1:] == 0).all()
+    np.testing.assert_array_equal(np.asarray(sequence_first_tokens(hidden, None)), np.asarray(hidden)[:, 0])
+
+
+@pytest.mark.hf
+def test_three_d_attention_mask_matches_hf_torch():
+    """A mask per query (batch, seq, seq), eagerly and under jax.jit, as HF PyTorch applies it."""
+    pytest.importorskip("torch")
+    from tests.reference import hf_torch_forward
+
+    model, config, pt_model, _ = ours("token_classification")
+    inputs = make_inputs(config, "token_classification", labels=False)
+    seq = inputs["input_ids"].shape[1]
+    band = (np.abs(np.arange(seq)[:, None] - np.arange(seq)[None, :]) <= 2).astype(np.int64)
+    mask = band[None] * inputs["attention_mask"][:, None, :]  # (batch, seq, seq)
+    feed = {**inputs, "attention_mask": mask}
+    expected = hf_torch_forward(pt_model, feed, output_attentions=True)
+    actual = model(**feed, output_attentions=True)
+    assert_trees_close(_np(actual), expected, atol=ATOL)
+    jitted = jax.jit(lambda p, f: model(**f, params=p).logits)(model.params, feed)
+    np.testing.assert_allclose(np.asarray(jitted), expected["logits"], atol=ATOL, rtol=0)
+    # A 3-D mask that repeats the 2-D one gives the 2-D result.
+    repeated = np.repeat(inputs["attention_mask"][:, None, :], seq, axis=1)
+    np.testing.assert_allclose(
+        np.asarray(model(**{**inputs, "attention_mask": repeated}).logits),
+        np.asarray(model(**inputs).logits),
+        atol=ATOL,
+        rtol=0,
+    )
+
+
+# -- packed rows under jax.jit ---------------------------------------------------------------------
+def test_packed_call_traces_once_per_shape():
+    """segment_ids is a keyword of the public call; packings of one shape share one compiled function."""
+    model, config, _, _ = ours("sequence_classification")
+    traces = []
+
+    @jax.jit
+    def logits(params, ids, seg):
+        traces.append(ids.shape)
+        return model(ids, params=params, segment_ids=seg).logits
+
+    ids = np.full((2, 8), 5)
+    for seg in (
+        [[1, 1, 1, 2, 2, 2, 0, 0], [1, 1, 1, 1, 1, 1, 1, 1]],
+        [[1, 2, 3, 4, 4, 4, 4, 4], [1] * 4 + [0] * 4],
+    ):
+        seg = np.array(seg)
+        ids_k = np.where(seg > 0, ids, config.pad_token_id)
+        got = logits(model.params, ids_k, seg)
+        eager = model(ids_k, segment_ids=seg).logits
+        assert got.shape == (2, 8, config.num_labels)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(eager), atol=ATOL, rtol=0)
+        empty = ~np.asarray(np.arange(8)[None] < seg.max(-1, keepdims=True))
+        assert (np.asarray(got)[empty] == 0).all()
+    assert traces == [(2, 8)]
+
+
+# -- compiled paths: out-of-range values are never silent ------------------------------------------
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"input_ids": 150},
+        {"input_ids": -3},
+        {"token_type_ids": 2},
+        {"position_ids": 40},
+    ],
+    ids=["id-too-large", "id-negative", "token-type", "position"],
+)
+def test_jitted_forward_poisons_rows_with_out_of_range_ids(encoder_model, bad):
+    """Under jax.jit values cannot be checked: the row holding the bad id is NaN, the others exact."""
+    config = encoder_model.config
+    feed = make_inputs(config, "masked_lm", labels=False)
+    feed["position_ids"] = np.broadcast_to(np.arange(7) + 2, (2, 7)).copy()
+    ((name, value),) = bad.items()
+    feed[name][0, 3] = value
+
+    @jax.jit
+    def run(params, f):
+        return encoder_model(**f, params=params, output_hidden_states=True)
+
+    out = run(encoder_model.params, feed)
+    for leaf in [out.logits, *out.hidden_states]:
+        assert np.isnan(np.asarray(leaf)[0]).all()
+    clean = encoder_model(**{k: v[1:] for k, v in feed.items()}).logits
+    np.testing.assert_allclose(np.asarray(out.logits)[1:], np.asarray(clean), atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match=f"{name} holds"):
+        encoder_model(**feed)  # eagerly: the checker's error
+
+
+def test_jitted_forward_poisons_overlong_packed_sequences(encoder_model):
+    limit = encoder_model.config.max_sequence_length
+    ids = np.full((2, limit + 2), 5)
+    seg = np.stack([np.ones(limit + 2, int), np.r_[np.ones(4, int), np.full(limit - 2, 2)]])
+    out = jax.jit(lambda p, i, s: encoder_model(i, params=p, segment_ids=s).logits)(
+        encoder_model.params, ids, seg
+    )
+    assert np.isnan(np.asarray(out)[0]).all() and np.isfinite(np.asarray(out)[1]).all()
+    with pytest.raises(ValueError, match="longer than max_position_embeddings - padding_idx - 1"):
+        encoder_model(ids, segment_ids=seg)
+
+
+def test_float_ids_are_a_type_error_under_jit_too(encoder_model):
+    with pytest.raises(TypeError, match="input_ids must hold integer ids, got a float array"):
+        jax.jit(lambda i: encoder_model(i).logits)(jnp.array([[0.0, 5.0, 2.0]]))
+
+
+@pytest.mark.parametrize("module", ["modeling", "losses", "training", "__init__"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module("xlmr_flax" if module == "__init__" else f"xlmr_flax.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

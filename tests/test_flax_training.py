@@ -91,7 +91,7 @@ def test_sequence_classification_problem_types_match_hf_torch(problem, labels):
 
 
 def test_loss_edge_cases():
-    config = tiny_config()
+    config = tiny_config(num_labels=4)  # the logits' four classes
     logits = np.zeros((1, 3, 4), np.float32)
     all_ignored = {"labels": np.full((1, 3), -100)}
     assert float(loss_fn("masked_lm", {"logits": logits}, all_ignored, config)) == 0.0
@@ -179,3 +179,134 @@ def test_dropout_follows_the_rng(toy):
     d = compute_loss(model, batch)[0]
     assert float(a) == float(b) and float(a) != float(c) and float(a) != float(d)
     assert jnp.isfinite(d)
+
+
+# -- packed batches through the train step ----------------------------------------------------------
+def _packed_and_padded(config, head: str, seed: int = 0):
+    """The same four sequences as one padded batch and as two packed rows, with their labels."""
+    rng = np.random.default_rng(seed)
+    lengths = ([5, 3, 6], [9])
+    seqs = [rng.integers(3, config.vocab_size, size=n) for row in lengths for n in row]
+    for s in seqs:
+        s[0], s[-1] = config.bos_token_id, config.eos_token_id
+    longest, row = max(len(s) for s in seqs), 15
+    padded = {"input_ids": np.full((len(seqs), longest), config.pad_token_id), "attention_mask": None}
+    padded["attention_mask"] = np.zeros_like(padded["input_ids"])
+    packed = {"input_ids": np.full((2, row), config.pad_token_id), "segment_ids": np.zeros((2, row), int)}
+    if head == "sequence_classification":
+        labels = rng.integers(0, config.num_labels, size=len(seqs))
+        padded["labels"], packed["labels"] = labels, np.full((2, row), -100)
+    else:
+        padded["labels"], packed["labels"] = np.full((len(seqs), longest), -100), np.full((2, row), -100)
+    it = iter(range(len(seqs)))
+    for r, row_lengths in enumerate(lengths):
+        pos = 0
+        for k, n in enumerate(row_lengths, start=1):
+            i = next(it)
+            padded["input_ids"][i, :n], padded["attention_mask"][i, :n] = seqs[i], 1
+            packed["input_ids"][r, pos : pos + n], packed["segment_ids"][r, pos : pos + n] = seqs[i], k
+            if head == "sequence_classification":
+                packed["labels"][r, k - 1] = padded["labels"][i]
+            else:
+                token_labels = rng.integers(0, config.num_labels, size=n)
+                padded["labels"][i, :n] = packed["labels"][r, pos : pos + n] = token_labels
+            pos += n
+    return packed, padded
+
+
+@pytest.mark.parametrize("head", ["sequence_classification", "token_classification"])
+def test_packed_train_step_equals_padded(head):
+    """make_train_step on packed rows: the same loss and the same update as on the padded batch."""
+    config = tiny_config(num_hidden_layers=1)
+    model = flax_class(head)(config, seed=1)
+    optimizer = optax.sgd(1.0)  # the update is minus the gradient
+    step = make_train_step(model, optimizer)
+    packed, padded = _packed_and_padded(config, head)
+    results = [step(model.params, optimizer.init(model.params), b, None) for b in (padded, packed)]
+    (p_pad, _, loss_pad), (p_packed, _, loss_packed) = results
+    np.testing.assert_allclose(float(loss_packed), float(loss_pad), atol=ATOL, rtol=0)
+    for path, value in flatten_tree(p_pad).items():
+        np.testing.assert_allclose(
+            np.asarray(flatten_tree(p_packed)[path]),
+            np.asarray(value),
+            atol=ATOL,
+            rtol=0,
+            err_msg="/".join(path),
+        )
+
+
+def test_packed_sequence_classification_takes_single_label_slots_only():
+    config = tiny_config(num_labels=1)
+    model = flax_class("sequence_classification")(config)
+    packed, _ = _packed_and_padded(tiny_config(), "sequence_classification")
+    with pytest.raises(ValueError, match="single-label classification only.*this call is regression"):
+        compute_loss(model, {**packed, "labels": np.zeros((2, 15), np.float32)})
+    model = flax_class("sequence_classification")(tiny_config())
+    with pytest.raises(ValueError, match=r"labels has shape \(4,\); with segment_ids .* expects .*\(2, 15\)"):
+        compute_loss(model, {**packed, "labels": np.array([0, 1, 2, 0])})
+
+
+# -- compiled paths: out-of-range values are never silent ------------------------------------------
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"labels": np.array([7] + [0] * 15)},
+            "labels contain 7, outside [0, 2) (use -100 to ignore a position)",
+        ),
+        (
+            {"input_ids": ("set", 150)},
+            "input_ids holds token id 150, outside [0, vocab_size=99) (largest 150, smallest 0)",
+        ),
+        (
+            {"input_ids": ("set", -4)},
+            "input_ids holds token id -4, outside [0, vocab_size=99) (largest ",
+        ),
+        ({"token_type_ids": np.full((16, 6), 3)}, "token_type_ids holds 3, outside [0, type_vocab_size=2)"),
+    ],
+    ids=["label", "id-too-large", "id-negative", "token-type"],
+)
+def test_train_step_checks_values_with_checkify(toy, change, message):
+    """Checked: the compiled step raises the eager checker's text; the caller's params are untouched."""
+    model, optimizer, step, batch = toy
+    batch = dict(batch)
+    for name, value in change.items():
+        if isinstance(value, tuple):
+            value = batch[name].copy()
+            value[3, 2] = change[name][1]
+        batch[name] = value
+    with pytest.raises(ValueError) as eager:  # what the eager checker says
+        compute_loss(model, batch)
+    assert str(eager.value).startswith(message)
+    params, opt_state = model.params, optimizer.init(model.params)
+    with pytest.raises(ValueError) as err:
+        step(params, opt_state, batch, jax.random.PRNGKey(0))
+    assert str(err.value).startswith(str(eager.value)), (str(err.value), str(eager.value))
+    # Poisoned instead when the checks are off: the loss is NaN, never a finite number.
+    unchecked = make_train_step(model, optimizer, check=False)
+    assert np.isnan(float(unchecked(params, opt_state, batch, None)[2]))
+
+
+def test_train_step_checks_packed_sequence_lengths(toy):
+    model, optimizer, step, _ = toy
+    limit = model.config.max_sequence_length
+    batch = {
+        "input_ids": np.full((2, limit + 1), 9),
+        "segment_ids": np.stack([np.r_[np.ones(3, int), np.full(limit - 2, 2)], np.ones(limit + 1, int)]),
+        "labels": np.full((2, limit + 1), -100),
+    }
+    message = f"segment_ids row 1 packs sequence 1 of {limit + 1} tokens, longer than "
+    with pytest.raises(ValueError, match=message):
+        step(model.params, optimizer.init(model.params), batch, None)
+    with pytest.raises(ValueError, match=message):
+        model(batch["input_ids"], segment_ids=batch["segment_ids"])
+
+
+def test_jitted_loss_is_nan_on_out_of_range_labels():
+    """Poisoned: your own jax.jit of loss_fn cannot raise, so the loss is NaN."""
+    config = tiny_config()
+    logits = np.zeros((1, 3, 3), np.float32)
+    run = jax.jit(lambda lab: loss_fn("token_classification", {"logits": logits}, {"labels": lab}, config))
+    assert np.isnan(float(run(np.array([[1, 3, -100]]))))
+    assert np.isnan(float(run(np.array([[1, -2, -100]]))))
+    np.testing.assert_allclose(float(run(np.array([[1, 2, -100]]))), np.log(3), rtol=1e-6)

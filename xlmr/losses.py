@@ -35,6 +35,7 @@ import numpy as np
 
 from .config import XLMRobertaConfig
 from .heads import HEADS, Head
+from .inputs import ArrayInfo
 
 IGNORE_INDEX = -100
 
@@ -133,7 +134,7 @@ def check_labels(
     batch: int | None,
     seq: int | None,
     num_choices: int | None = None,
-    num_sequences: int | None = None,
+    segment_ids: Any = None,
 ) -> None:
     """Refuse labels that cannot be this head's targets, with one set of error texts.
 
@@ -148,7 +149,10 @@ def check_labels(
         batch: Rows of the (flattened for multiple choice: original) batch, None when unknown.
         seq: Sequence length of the inputs, None when unknown.
         num_choices: Choices per example (multiple choice).
-        num_sequences: Sequences in a packed batch (one label each for per-sequence heads).
+        segment_ids: ``ArrayInfo`` of the call's ``segment_ids`` (packed rows), or None. Then
+            per-sequence heads take single-label class ids in (batch, seq) *slots* (slot
+            ``[b, k - 1]`` = sequence ``k``, ``IGNORE_INDEX`` in the slots past a row's last
+            sequence), per-token heads labels in the packed layout, and span heads refuse.
     """
     head = HEADS[head] if isinstance(head, str) else head
     spec = loss_spec(head)
@@ -158,7 +162,17 @@ def check_labels(
         raise ValueError(
             f"the {head.name} loss needs {' and '.join(spec.label_args)}; {', '.join(missing)} is missing"
         )
-    rows = num_sequences if (num_sequences is not None and head.per_sequence) else batch
+    if segment_ids is not None and present:
+        if head.per_sequence:
+            labels = {name: _slot_labels(head, config, name, labels[name], batch, seq, segment_ids)
+                      for name in present}  # fmt: skip
+            batch = None
+        elif spec.label_rank == 1:
+            raise ValueError(
+                f"the {head.name} loss does not take packed rows (segment_ids): "
+                f"its {' and '.join(spec.label_args)} index whole rows"
+            )
+    rows = batch
     for name in spec.label_args:
         info = labels.get(name)
         if info is None:
@@ -186,6 +200,40 @@ def check_labels(
         n = num_choices if spec.kind == "multiple_choice" else num_classes(spec, config, ())
         if n is not None:
             _check_classes(name, info, n)
+
+
+def _slot_labels(head: Head, config: XLMRobertaConfig, name: str, info: Any, batch, seq, segment_ids) -> Any:
+    """Packed per-sequence labels: one class id per (batch, seq) slot -> a flat (batch * seq,) view."""
+    ptype = problem_type(config, info.kind, write_back=False)
+    if ptype != "single_label_classification":
+        raise ValueError(
+            f"packed rows (segment_ids) take single-label classification only (one class id per "
+            f"sequence slot); this call is {ptype} (config.problem_type, num_labels or float labels)"
+        )
+    want = (batch, seq)
+    if len(info.shape) != 2 or any(
+        a is not None and b is not None and a != b for a, b in zip(info.shape, want)
+    ):
+        raise ValueError(
+            f"{name} has shape {tuple(info.shape)}; with segment_ids the {head.name} head expects one "
+            f"label per sequence slot, shape (batch, seq) = {want}, {IGNORE_INDEX} in the slots past each "
+            "row's last sequence"
+        )
+    values = info.values
+    if values is not None:
+        values = np.asarray(values)
+        seg = segment_ids.values
+        if seg is not None:
+            empty = np.asarray(seg).max(axis=-1, keepdims=True) <= np.arange(np.shape(seg)[-1])
+            stray = values[empty & (values != IGNORE_INDEX)]
+            if stray.size:
+                raise ValueError(
+                    f"{name} holds {int(stray[0])} in a slot past its row's last packed sequence; "
+                    f"empty slots take {IGNORE_INDEX}"
+                )
+        values = values.reshape(-1)
+    size = None if None in info.shape else info.shape[0] * info.shape[1]
+    return ArrayInfo((size,), info.kind, values)
 
 
 def _expect_shape(name: str, shape: tuple, allowed: tuple[tuple, ...], head: Head) -> None:

@@ -5,6 +5,9 @@ A Flax parameter's path is the canonical key with the backend leaf rule applied
 embeddings HF's Flax checkpoints hold no ``lm_head/decoder/kernel`` (the head reads the
 embedding matrix), and the LM bias is ``lm_head/bias``; canonical dicts are the same, so the
 mapping needs no special case.
+
+This module does not import ``modeling.py`` (which imports it): models are typed against
+:mod:`xlmr.protocols`, plus the few Flax attributes used here (:class:`FlaxModel`).
 """
 
 from __future__ import annotations
@@ -12,28 +15,50 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jax.numpy as jnp
 import numpy as np
 
+import conversion
 from xlmr import weights as W
+from xlmr.protocols import PretrainedModel, PretrainedModelClass
+
+
+class FlaxModel(PretrainedModel, Protocol):
+    """What loading needs of a Flax model beyond :class:`xlmr.protocols.PretrainedModel`."""
+
+    params: dict
+    key: Any
+    input_shape: tuple[int, ...]
+
+    def init_weights(self, rng: Any, input_shape: tuple[int, ...], params: Mapping | None = None) -> dict:
+        """Random parameters (only the missing leaves of ``params``, when given)."""
+        ...
 
 
 def params_to_state_dict(params: Mapping) -> dict[str, np.ndarray]:
-    """Flax params tree -> canonical numpy state dict (PyTorch names and layouts, no tied aliases)."""
+    """Flax params tree -> canonical numpy state dict (PyTorch names and layouts, no tied aliases).
+
+    Args:
+        params: A parameter tree in HF's Flax layout.
+    """
     flat = {path: np.asarray(value) for path, value in W.flatten_tree(params).items()}
     return W.from_backend(flat, "flax")
 
 
 def state_dict_to_params(state_dict: Mapping[str, np.ndarray]) -> dict:
-    """Canonical numpy state dict -> Flax params tree (float32 ``jax.Array`` leaves)."""
+    """Canonical numpy state dict -> Flax params tree (float32 ``jax.Array`` leaves).
+
+    Args:
+        state_dict: Canonical weights (HF PyTorch names and layouts).
+    """
     flat = W.to_backend(state_dict, "flax")
     return W.unflatten_tree({path: jnp.asarray(np.asarray(v, dtype=np.float32)) for path, v in flat.items()})
 
 
-def _fill_new(model, loaded: dict, newly_initialized: list[str]) -> dict:
-    """Take the newly initialised head weights from the module's own init (or the current params)."""
+def _fill_new(model: FlaxModel, loaded: dict, newly_initialized: list[str]) -> dict:
+    """Take the newly initialised head weights from the model's current params (or its own init)."""
     if not newly_initialized:
         return loaded
     source = model._params if model._params is not None else model.init_weights(model.key, model.input_shape)
@@ -45,8 +70,13 @@ def _fill_new(model, loaded: dict, newly_initialized: list[str]) -> dict:
     return W.unflatten_tree(flat)
 
 
-def load_canonical_state_dict(model, state_dict: Mapping[str, np.ndarray]) -> W.LoadReport:
-    """Check ``state_dict`` against the model's head (loudly) and load it into ``model.params``."""
+def load_canonical_state_dict(model: FlaxModel, state_dict: Mapping[str, np.ndarray]) -> W.LoadReport:
+    """Check ``state_dict`` against the model's head (loudly) and load it into ``model.params``.
+
+    Args:
+        model: The Flax model to fill.
+        state_dict: Canonical weights.
+    """
     report = W.prepare_state_dict(
         {k: np.asarray(v) for k, v in state_dict.items()}, model.config, model.head, source="state dict"
     )
@@ -55,7 +85,9 @@ def load_canonical_state_dict(model, state_dict: Mapping[str, np.ndarray]) -> W.
     return report
 
 
-def from_pretrained(cls, path: str | os.PathLike, dtype: Any = jnp.float32, **kwargs: Any):
+def from_pretrained(
+    cls: PretrainedModelClass, path: str | os.PathLike, dtype: Any = jnp.float32, **kwargs: Any
+) -> FlaxModel:
     """Build ``cls`` from an HF-layout directory (config.json + any of the four weight files).
 
     Args:
@@ -64,12 +96,10 @@ def from_pretrained(cls, path: str | os.PathLike, dtype: Any = jnp.float32, **kw
         dtype: Computation dtype; weights are loaded as float32.
         **kwargs: ``seed``, ``input_shape``, ``gradient_checkpointing``; anything else overrides config fields.
     """
-    from conversion import load_pretrained
-
     model_kwargs = {
         k: kwargs.pop(k) for k in ("seed", "input_shape", "gradient_checkpointing") if k in kwargs
     }
-    config, report = load_pretrained(path, cls.head, **kwargs)
+    config, report = conversion.load_pretrained(path, cls.head, **kwargs)
     model = cls(config, dtype=dtype, _do_init=False, **model_kwargs)
     model.params = _fill_new(model, state_dict_to_params(report.state_dict), report.newly_initialized)
     model.load_report = report
@@ -77,10 +107,18 @@ def from_pretrained(cls, path: str | os.PathLike, dtype: Any = jnp.float32, **kw
 
 
 def save_pretrained(
-    model, save_directory: str | os.PathLike, params: Mapping | None = None, format: str = "safetensors"
+    model: FlaxModel,
+    save_directory: str | os.PathLike,
+    params: Mapping | None = None,
+    format: str = "safetensors",
 ) -> Path:
-    """Write ``config.json`` and the weights in ``format`` (safetensors, pytorch, flax or tf) as HF does."""
-    from conversion import save_pretrained as _save
+    """Write ``config.json`` and the weights in ``format`` (safetensors, pytorch, flax or tf) as HF does.
 
+    Args:
+        model: The Flax model.
+        save_directory: Destination directory.
+        params: Parameters to write instead of ``model.params``.
+        format: Weight file format (``conversion.FORMAT_ALIASES`` names accepted).
+    """
     state_dict = params_to_state_dict(model.params if params is None else params)
-    return _save(state_dict, model.config, model.head, save_directory, format)
+    return conversion.save_pretrained(state_dict, model.config, model.head, save_directory, format)

@@ -1,20 +1,15 @@
-"""The head losses in JAX/optax, as HF's PyTorch classes define them (``xlmr.heads.LOSSES``).
+"""The head losses in JAX: only the tensor arithmetic of :mod:`xlmr.losses`, which decides the rest.
 
-HF's Flax classes take no labels, and neither do ours: compute a loss from the outputs with
-:func:`loss_fn`, or run the model and the loss together with :func:`compute_loss` (what the
-train step in ``training.py`` differentiates).
+What each head's loss is (ignore index, reduction, all-ignored batches, problem types, span
+clamping, the causal shift, packed rows) is specified once, in :mod:`xlmr.losses`;
+:func:`head_loss` computes it. HF's Flax classes take no labels, and neither do ours: compute a
+loss from the outputs with :func:`loss_fn` (labels checked first with
+:func:`xlmr.losses.check_labels`), or run the model and the loss together with
+:func:`compute_loss` (what the train step in ``training.py`` differentiates).
 
-Definitions (all means over the counted elements, computed in float32):
-
-- ``causal_lm``: cross entropy of ``logits[:, :-1]`` against ``labels[:, 1:]``, ignoring -100.
-- ``masked_lm`` / ``token_classification``: cross entropy over all positions, ignoring -100.
-- ``sequence_classification``: by ``config.problem_type``; when None, ``num_labels == 1`` ->
-  regression (MSE), integer labels -> single-label (cross entropy), else multi-label (BCE with logits).
-- ``multiple_choice``: cross entropy over the choices.
-- ``span``: ``(CE(start) + CE(end)) / 2``, positions clamped to ``[0, seq_len]``, ``seq_len`` ignored.
-
-One difference from PyTorch: a batch in which every label is ignored has loss 0 (PyTorch gives NaN),
-so that a train step never turns the parameters into NaN.
+Under ``jax.jit`` label values cannot be checked on the host: a class id outside
+``[0, num_classes)`` that is not ignored makes the loss NaN (:func:`cross_entropy`), never a
+finite number. :func:`xlmr_flax.training.make_train_step` checks them and raises.
 """
 
 from __future__ import annotations
@@ -29,8 +24,10 @@ import optax
 
 from xlmr.config import XLMRobertaConfig
 from xlmr.heads import Head, get_head
+from xlmr.inputs import ArrayInfo
+from xlmr.losses import IGNORE_INDEX, check_labels, loss_spec, problem_type, span_ignored_index
 
-IGNORE_INDEX = -100
+from .modeling import array_info
 
 #: Model call arguments (everything else in a batch is a label or ignored).
 MODEL_INPUTS = (
@@ -41,23 +38,16 @@ MODEL_INPUTS = (
     "head_mask",
     "encoder_hidden_states",
     "encoder_attention_mask",
+    "segment_ids",
 )
 
 
-def _check_class_labels(labels: Any, num_classes: int, ignore_index: int, name: str) -> None:
-    """On concrete labels, refuse class ids outside [0, num_classes) that are not ignored."""
-    if isinstance(labels, jax.core.Tracer):
-        return
-    lab = np.asarray(labels)
-    bad = lab[(lab != ignore_index) & ((lab < 0) | (lab >= num_classes))]
-    if bad.size:
-        raise ValueError(
-            f"{name} contain {int(bad.flat[0])}, outside [0, {num_classes}) (use {ignore_index} to ignore a position)"
-        )
-
-
 def cross_entropy(logits: jax.Array, labels: jax.Array, ignore_index: int = IGNORE_INDEX) -> jax.Array:
-    """Mean softmax cross entropy over the labels that are not ``ignore_index``.
+    """Mean softmax cross entropy over the labels that are not ``ignore_index`` (float32).
+
+    The sum over counted targets divided by ``max(count, 1)``: 0.0 with a zero gradient when every
+    target is ignored. A target outside ``[0, num_classes)`` that is not ignored makes the result
+    NaN (what ``jax.jit`` gives instead of an error).
 
     Args:
         logits: (..., num_classes) scores (upcast to float32).
@@ -67,32 +57,45 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, ignore_index: int = IGNO
     logits = jnp.asarray(logits, jnp.float32)
     labels = jnp.asarray(labels)
     valid = labels != ignore_index
-    safe = jnp.where(valid, labels, 0).astype(jnp.int32)
+    out_of_range = valid & ((labels < 0) | (labels >= logits.shape[-1]))
+    safe = jnp.where(valid & ~out_of_range, labels, 0).astype(jnp.int32)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, safe)
-    count = jnp.sum(valid)
-    return jnp.sum(jnp.where(valid, losses, 0.0)) / jnp.maximum(count, 1).astype(jnp.float32)
+    total = jnp.sum(jnp.where(valid, losses, 0.0)) / jnp.maximum(jnp.sum(valid), 1).astype(jnp.float32)
+    return jnp.where(jnp.any(out_of_range), jnp.nan, total)
 
 
-def mse(predictions: jax.Array, targets: jax.Array) -> jax.Array:
-    """Mean squared error (float32)."""
-    return jnp.mean(jnp.square(jnp.asarray(predictions, jnp.float32) - jnp.asarray(targets, jnp.float32)))
+def head_loss(head: Head, config: XLMRobertaConfig, predictions: Any, labels: Mapping[str, Any]) -> jax.Array:
+    """The scalar loss of ``head`` as :data:`xlmr.losses.LOSS_SPECS` defines it (float32).
 
-
-def bce_with_logits(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """Mean binary cross entropy on logits (PyTorch's ``BCEWithLogitsLoss``)."""
-    logits = jnp.asarray(logits, jnp.float32)
-    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, jnp.asarray(targets, jnp.float32)))
-
-
-def problem_type(config: XLMRobertaConfig, labels: Any) -> str:
-    """The sequence-classification problem type: the config's, or inferred from the labels as HF does."""
-    if config.problem_type is not None:
-        return config.problem_type
-    if config.num_labels == 1:
-        return "regression"
-    if jnp.issubdtype(jnp.asarray(labels).dtype, jnp.integer):
-        return "single_label_classification"
-    return "multi_label_classification"
+    Args:
+        head: The head; its loss spec (:func:`xlmr.losses.loss_spec`) decides the definition.
+        config: The model configuration (``num_labels``, ``problem_type``; an inferred problem
+            type is written back, :func:`xlmr.losses.problem_type`).
+        predictions: The logits, or the ``(start_logits, end_logits)`` pair for spans.
+        labels: The head's label arguments (``loss_spec(head).label_args``) -> arrays.
+    """
+    spec = loss_spec(head)
+    if spec.kind == "span":
+        start_logits, end_logits = predictions
+        ignored = span_ignored_index(start_logits.shape[-1])
+        start, end = (jnp.clip(jnp.asarray(labels[n]).reshape(-1), 0, ignored) for n in spec.label_args)
+        return (cross_entropy(start_logits, start, ignored) + cross_entropy(end_logits, end, ignored)) / 2
+    logits, targets = predictions, jnp.asarray(labels[spec.label_args[0]])
+    if spec.shift:
+        return cross_entropy(logits[:, :-1], targets[:, 1:])
+    if spec.label_rank is not None:  # class ids per token or per example
+        return cross_entropy(logits, targets)
+    # Sequence classification: the problem type decides.
+    kind = problem_type(config, np.dtype(targets.dtype).kind)
+    if kind == "single_label_classification":
+        # Padded: (batch, num_labels) against (batch,); packed slots: (batch, seq, ...) against (batch, seq).
+        return cross_entropy(logits.reshape(-1, config.num_labels), targets.reshape(-1))
+    logits, targets = jnp.asarray(logits, jnp.float32), jnp.asarray(targets, jnp.float32)
+    if kind == "regression":
+        if config.num_labels == 1:
+            logits, targets = logits.reshape(-1), targets.reshape(-1)
+        return jnp.mean(jnp.square(logits - targets))
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, targets))
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -101,24 +104,38 @@ def _get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def _labels(batch: Mapping, name: str, head: Head) -> Any:
-    value = batch.get(name)
-    if value is None:
+def _check(head: Head, config: XLMRobertaConfig, predictions: Any, labels: Mapping[str, Any]) -> None:
+    """:func:`xlmr.losses.check_labels` against the predictions' geometry (packed slots flattened)."""
+    spec = loss_spec(head)
+    missing = [name for name in spec.label_args if labels.get(name) is None]
+    if len(missing) == len(spec.label_args):
         raise ValueError(
-            f"the {head.name} loss needs {' and '.join(head.label_args)} in the batch; {name} is missing"
+            f"the {head.name} loss needs {' and '.join(spec.label_args)}; {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} missing"
         )
-    return value
+    infos = {name: array_info(value) for name, value in labels.items()}
+    shape = tuple((predictions[0] if spec.kind == "span" else predictions).shape)
+    packed = head.per_sequence and spec.label_rank is None and len(shape) == 3  # logits in (batch, seq) slots
+    check_labels(
+        head,
+        config,
+        infos,
+        batch=shape[0],
+        seq=shape[1] if spec.label_rank == 2 or packed else None,
+        num_choices=shape[1] if head.input_rank == 3 else None,
+        segment_ids=ArrayInfo(shape[:2], "i") if packed else None,
+    )
 
 
 def loss_fn(head: Head | str, outputs: Any, batch: Mapping, config: XLMRobertaConfig) -> jax.Array:
-    """The scalar loss of ``head`` for model ``outputs`` and the labels in ``batch``.
+    """The scalar loss of ``head`` for model ``outputs`` and the labels in ``batch``, labels checked first.
 
     Args:
-        head: Head (or its name / class name); its ``loss`` kind decides the definition.
-        outputs: The model's outputs (an output object or a dict with ``logits`` /
-            ``start_logits`` and ``end_logits``).
-        batch: Mapping holding the head's ``label_args`` (``labels``, or
-            ``start_positions`` and ``end_positions``).
+        head: Head (or its name / class name); its loss spec decides the definition.
+        outputs: The model's outputs (an output object or a dict with the head's
+            ``head.prediction`` fields: ``logits``, or ``start_logits`` and ``end_logits``).
+        batch: Mapping holding the head's label arguments (``labels``, or ``start_positions``
+            and ``end_positions``); anything else in it is ignored.
         config: The model configuration (``num_labels``, ``problem_type``, ``vocab_size``).
 
     Example:
@@ -131,54 +148,27 @@ def loss_fn(head: Head | str, outputs: Any, batch: Mapping, config: XLMRobertaCo
         1.3863
     """
     head = get_head(head) if isinstance(head, str) else head
-    kind = head.loss
-    if kind is None:
-        raise ValueError(f"the {head.name} head has no loss")
-    if kind == "span":
-        start_logits, end_logits = _get(outputs, "start_logits"), _get(outputs, "end_logits")
-        start, end = _labels(batch, "start_positions", head), _labels(batch, "end_positions", head)
-        start, end = jnp.asarray(start), jnp.asarray(end)
-        if start.ndim > 1:
-            start = start.squeeze(-1)
-        if end.ndim > 1:
-            end = end.squeeze(-1)
-        ignored = start_logits.shape[1]
-        start = jnp.clip(start, 0, ignored)
-        end = jnp.clip(end, 0, ignored)
-        return (cross_entropy(start_logits, start, ignored) + cross_entropy(end_logits, end, ignored)) / 2
-
-    logits = _get(outputs, "logits")
-    labels = _labels(batch, "labels", head)
-    if kind == "causal_lm":
-        _check_class_labels(labels, logits.shape[-1], IGNORE_INDEX, "labels")
-        labels = jnp.asarray(labels)
-        return cross_entropy(logits[:, :-1], labels[:, 1:])
-    if kind in ("masked_lm", "token_classification", "multiple_choice"):
-        _check_class_labels(labels, logits.shape[-1], IGNORE_INDEX, "labels")
-        return cross_entropy(logits, labels)
-    if kind == "sequence_classification":
-        ptype = problem_type(config, labels)
-        labels = jnp.asarray(labels)
-        if ptype == "regression":
-            if config.num_labels == 1:
-                return mse(jnp.squeeze(logits), jnp.squeeze(labels))
-            return mse(logits, labels)
-        if ptype == "single_label_classification":
-            _check_class_labels(labels, config.num_labels, IGNORE_INDEX, "labels")
-            return cross_entropy(logits.reshape(-1, config.num_labels), labels.reshape(-1))
-        return bce_with_logits(logits, labels)
-    raise ValueError(f"unknown loss kind {kind!r}")
+    spec = loss_spec(head)
+    fields = tuple(_get(outputs, name) for name in head.prediction)
+    predictions = fields if len(fields) > 1 else fields[0]
+    labels = {name: batch.get(name) for name in spec.label_args}
+    _check(head, config, predictions, labels)
+    return head_loss(head, config, predictions, labels)
 
 
 def split_batch(batch: Mapping) -> tuple[dict, dict]:
-    """``(model inputs, the rest)`` of a batch dict."""
+    """``(model inputs, the rest)`` of a batch dict.
+
+    Args:
+        batch: Model inputs (:data:`MODEL_INPUTS`) plus labels or anything else.
+    """
     inputs = {k: v for k, v in batch.items() if k in MODEL_INPUTS and v is not None}
     rest = {k: v for k, v in batch.items() if k not in MODEL_INPUTS}
     return inputs, rest
 
 
 def compute_loss(
-    model,
+    model: Any,
     batch: Mapping,
     params: Mapping | None = None,
     dropout_rng: jax.Array | None = None,
@@ -195,10 +185,10 @@ def compute_loss(
         train: Apply dropout.
         **call_kwargs: Extra call arguments (``output_hidden_states``...).
     """
-    inputs, labels = split_batch(batch)
+    inputs, rest = split_batch(batch)
     outputs = model(
         **inputs, params=params, dropout_rng=dropout_rng, train=train, return_dict=True, **call_kwargs
     )
-    loss = loss_fn(model.head, outputs, labels, model.config)
+    loss = loss_fn(model.head, outputs, rest, model.config)
     outputs["loss"] = loss
     return loss, outputs

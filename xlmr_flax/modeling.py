@@ -8,9 +8,18 @@ as HF's ``flax_model.msgpack``: the path of every weight is
 ``roberta`` level; the heads' do.
 
 Calls follow HF's Flax classes (``params=``, ``dropout_rng=``, ``train=``, ``past_key_values=``)
-and work eagerly and under ``jax.jit``. Inputs are checked before anything is traced: ids out
-of the vocabulary, sequences longer than ``config.max_sequence_length`` and mismatched mask
-shapes raise ``ValueError`` naming the offending values (value checks only on concrete arrays).
+plus ``segment_ids=`` (packed rows, see :func:`attention_keep_mask` and
+:func:`sequence_first_tokens`), and work eagerly and under ``jax.jit``. Every call goes through
+:func:`xlmr.inputs.check_inputs` before anything is traced: shapes and ranks always, values
+(ids out of the vocabulary, token types, positions, ``segment_ids``) when they are concrete.
+
+Under ``jax.jit`` the values are tracers and cannot be checked on the host; there the embedding
+layer *poisons* instead: every row holding a token id, token type or (absolute) position id
+outside its table comes out as NaN in every output, so an out-of-range id is never a silent
+finite answer. :func:`xlmr_flax.training.make_train_step` checks the same values with
+``jax.experimental.checkify`` and raises.
+
+Shapes use one notation: (batch, seq, hidden), (batch, seq, heads, head_dim) inside attention.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -30,6 +39,10 @@ from jax import lax
 from xlmr import outputs as O
 from xlmr.config import XLMRobertaConfig
 from xlmr.heads import HEADS, Head
+from xlmr.inputs import ArrayInfo, check_inputs
+from xlmr.weights import LoadReport, flatten_tree, unflatten_tree
+
+from . import loading
 
 __all__ = [
     "FlaxXLMRobertaPreTrainedModel",
@@ -44,6 +57,7 @@ __all__ = [
 
 Array = jax.Array
 
+# The activations of xlmr.config.SUPPORTED_ACTIVATIONS, as HF's ACT2FN defines them.
 ACT2FN: dict[str, Callable[[Array], Array]] = {
     "gelu": partial(nn.gelu, approximate=False),
     "gelu_new": partial(nn.gelu, approximate=True),
@@ -56,13 +70,182 @@ ACT2FN: dict[str, Callable[[Array], Array]] = {
 }
 
 
+def array_info(x: Any) -> ArrayInfo | None:
+    """Shape, dtype kind and (when concrete) values of ``x`` for :func:`xlmr.inputs.check_inputs`."""
+    if x is None:
+        return None
+    if isinstance(x, jax.core.Tracer):
+        return ArrayInfo(tuple(x.shape), np.dtype(x.dtype).kind, None)
+    if not hasattr(x, "dtype"):
+        x = np.asarray(x)  # Python lists and scalars
+    kind = np.dtype(x.dtype).kind
+    # The checker reads the values of ids and labels only: float arrays stay where they are.
+    return ArrayInfo(tuple(np.shape(x)), kind, np.asarray(x) if kind in "iub" else None)
+
+
+def create_position_ids_from_input_ids(
+    input_ids: Array,
+    padding_idx: int,
+    past_key_values_length: int | Array = 0,
+    segment_ids: Array | None = None,
+) -> Array:
+    """Positions counted over non-padding tokens, starting at ``padding_idx + 1``; padding keeps ``padding_idx``.
+
+    With ``segment_ids`` (packed rows) the count restarts at ``padding_idx + 1`` for every sequence
+    and padding (segment 0) keeps ``padding_idx``. (batch, seq) -> (batch, seq). This is fairseq's
+    ``make_positions``, as HF uses it.
+    """
+    axis = input_ids.ndim - 1
+    mask = input_ids != padding_idx
+    if segment_ids is not None:
+        mask = mask & (segment_ids > 0)
+    mask = mask.astype(jnp.int32)
+    count = jnp.cumsum(mask, axis=axis, dtype=jnp.int32)
+    if segment_ids is not None:
+        # Subtract the count reached before each sequence's first token; counts only grow along
+        # the row, so a running maximum carries each sequence's offset to all of its tokens.
+        previous = jnp.concatenate([jnp.full_like(segment_ids[..., :1], -1), segment_ids[..., :-1]], axis)
+        starts = segment_ids != previous
+        count = count - lax.cummax(jnp.where(starts, count - mask, 0), axis=axis)
+    return (count + past_key_values_length) * mask + padding_idx
+
+
+def relative_position_scores(
+    query: Array,
+    key: Array,
+    distance_table: Array,
+    position_embedding_type: str,
+    max_position_embeddings: int,
+) -> Array:
+    """Relative-position logits (batch, heads, seq, key_seq); queries sit at the end of the keys.
+
+    ``distance_table`` is the (2 * max_position_embeddings - 1, head_dim) distance embedding;
+    ``relative_key_query`` adds the key term to the query term.
+    """
+    return _relative_position_scores_at(
+        query,
+        key,
+        distance_table,
+        position_embedding_type,
+        max_position_embeddings,
+        query_start=key.shape[1] - query.shape[1],
+    )
+
+
+def attention_keep_mask(
+    attention_mask: Array | None,
+    segment_ids: Array | None,
+    seq_length: int,
+    past_length: int | Array,
+    is_decoder: bool,
+) -> Array | None:
+    """Which keys each query may attend to: bool (batch or 1, 1, seq or 1, past + seq), True = attend.
+
+    Combines the padding mask (2-D or 3-D ``attention_mask``), the causal mask of decoders and the
+    block-diagonal mask of packed rows (a token attends only to tokens of its own sequence).
+    Returns None when nothing is masked.
+    """
+    keep = None
+    if attention_mask is not None:
+        given = jnp.asarray(attention_mask) > 0
+        # (batch, keys) -> (batch, 1, 1, keys); (batch, seq, keys) -> (batch, 1, seq, keys)
+        keep = given[:, None, None, :] if given.ndim == 2 else given[:, None]
+        key_length = given.shape[-1]
+    else:
+        key_length = past_length + seq_length
+    if segment_ids is not None:
+        # Packed rows: same sequence, and never a padding key (segment 0).
+        same = (segment_ids[:, :, None] == segment_ids[:, None, :]) & (segment_ids[:, None, :] > 0)
+        keep = same[:, None] if keep is None else keep & same[:, None]
+    if is_decoder:
+        query_positions = past_length + jnp.arange(seq_length, dtype=jnp.int32)
+        causal = jnp.arange(key_length, dtype=jnp.int32)[None, :] <= query_positions[:, None]
+        keep = causal[None, None] if keep is None else keep & causal[None, None]
+    return keep
+
+
+def additive_mask(keep: Array, dtype: Any) -> Array:
+    """{True keep, False drop} -> {0, finfo(dtype).min}. Never -inf, so a fully masked row stays finite."""
+    return jnp.where(keep, jnp.zeros((), dtype), jnp.asarray(jnp.finfo(dtype).min, dtype))
+
+
+def sequence_first_tokens(hidden_states: Array, segment_ids: Array | None) -> Array:
+    """The first token of each packed sequence in slots: (batch, seq, hidden) -> (batch, seq, hidden).
+
+    Slot ``[b, k - 1]`` holds the first token of sequence ``k`` of row ``b``; slots past the row's
+    last sequence are zero. Without ``segment_ids``: the first token of each row, (batch, hidden).
+    """
+    if segment_ids is None:
+        return hidden_states[:, 0]
+    previous = jnp.pad(segment_ids[:, :-1], ((0, 0), (1, 0)))
+    starts = (segment_ids > 0) & (segment_ids != previous)
+    # A stable sort of "not a start" puts the start positions first, in order: sequence 1, 2...
+    order = jnp.argsort(~starts, axis=-1, stable=True)
+    first = jnp.take_along_axis(hidden_states, order[..., None], axis=1)
+    return jnp.where(_sequence_slots(segment_ids)[..., None], first, jnp.zeros((), first.dtype))
+
+
+# -- private helpers ---------------------------------------------------------------------------
+def _relative_position_scores_at(
+    query: Array,
+    key: Array,
+    distance_table: Array,
+    position_embedding_type: str,
+    max_position_embeddings: int,
+    query_start: int | Array,
+) -> Array:
+    """:func:`relative_position_scores` with the queries at ``query_start`` among the keys.
+
+    Flax's cache has a fixed size: while decoding, the queries sit at the cache index, not at the
+    end of the keys (the slots after them are empty and masked).
+    """
+    # query: (batch, seq, heads, head_dim); key: (batch, key_seq, heads, head_dim)
+    query_positions = query_start + jnp.arange(query.shape[1], dtype=jnp.int32)
+    distance = query_positions[:, None] - jnp.arange(key.shape[1], dtype=jnp.int32)[None, :]
+    table = jnp.asarray(distance_table, query.dtype)
+    embedded = jnp.take(table, distance + max_position_embeddings - 1, axis=0)  # (seq, key_seq, head_dim)
+    scores = jnp.einsum("bqhd,qkd->bhqk", query, embedded)
+    if position_embedding_type == "relative_key_query":
+        scores = scores + jnp.einsum("bkhd,qkd->bhqk", key, embedded)
+    return scores
+
+
+def _sequence_slots(segment_ids: Array) -> Array:
+    """(batch, seq) bool: slot ``[b, k - 1]`` is in use iff row ``b`` packs a sequence ``k``."""
+    count = jnp.max(segment_ids, axis=-1, keepdims=True)
+    return jnp.arange(segment_ids.shape[-1], dtype=count.dtype)[None, :] < count
+
+
+def _empty_slots_zero(x: Array, segment_ids: Array | None) -> Array:
+    """Zero the (batch, seq, ...) slots of sequences a packed row does not hold; ``x`` as is unpacked."""
+    if segment_ids is None:
+        return x
+    return jnp.where(_sequence_slots(segment_ids)[..., None], x, jnp.zeros((), x.dtype))
+
+
+def _poison_invalid_rows(
+    hidden_states: Array,
+    config: XLMRobertaConfig,
+    input_ids: Array,
+    token_type_ids: Array,
+    position_ids: Array,
+) -> Array:
+    """NaN for every row holding an id outside its embedding table (what traced calls cannot check)."""
+    bad = (input_ids < 0) | (input_ids >= config.vocab_size)
+    bad = bad | (token_type_ids < 0) | (token_type_ids >= config.type_vocab_size)
+    if config.position_embedding_type == "absolute":
+        bad = bad | (position_ids < 0) | (position_ids >= config.max_position_embeddings)
+    rows = jnp.any(jnp.broadcast_to(bad, input_ids.shape), axis=-1)  # (batch,)
+    return jnp.where(rows[:, None, None], jnp.asarray(jnp.nan, hidden_states.dtype), hidden_states)
+
+
 # -- outputs as pytrees ------------------------------------------------------------------------
-def _flatten_output(out: O.ModelOutput):
+def _flatten_output(out: O.ModelOutput) -> tuple[list, tuple[str, ...]]:
     keys = tuple(out.keys())
     return [(jax.tree_util.DictKey(k), out[k]) for k in keys], keys
 
 
-def _unflatten_output(cls: type[O.ModelOutput], keys: tuple[str, ...], children) -> O.ModelOutput:
+def _unflatten_output(cls: type[O.ModelOutput], keys: tuple[str, ...], children: Any) -> O.ModelOutput:
     # Bypass __init__ so that JAX may rebuild the node with placeholder (even None) leaves.
     obj = cls.__new__(cls)
     OrderedDict.__init__(obj)
@@ -92,21 +275,10 @@ def _register_output_pytrees() -> None:
 _register_output_pytrees()
 
 
-# -- helpers -----------------------------------------------------------------------------------
-def create_position_ids_from_input_ids(
-    input_ids: Array, padding_idx: int, past_key_values_length: Any = 0
-) -> Array:
-    """Position ids as fairseq/HF make them: non-padding tokens count from ``padding_idx + 1``.
-
-    Padding tokens get ``padding_idx``; ``past_key_values_length`` shifts the count for cached decoding.
-    Works on any number of leading axes (the sequence is the last one).
-    """
-    mask = (input_ids != padding_idx).astype("i4")
-    incremental = (jnp.cumsum(mask, axis=-1).astype("i4") + past_key_values_length) * mask
-    return incremental.astype("i4") + padding_idx
-
-
-def _dense(features: int, config: XLMRobertaConfig, dtype: Any, name: str | None = None, **kw) -> nn.Dense:
+# -- layer factories ---------------------------------------------------------------------------
+def _dense(
+    features: int, config: XLMRobertaConfig, dtype: Any, name: str | None = None, **kw: Any
+) -> nn.Dense:
     return nn.Dense(
         features,
         dtype=dtype,
@@ -131,7 +303,6 @@ def _layer_norm(config: XLMRobertaConfig, dtype: Any) -> nn.LayerNorm:
     return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=dtype, param_dtype=jnp.float32)
 
 
-# -- modules -----------------------------------------------------------------------------------
 def _lookup_without_padding_grad(embed: nn.Embed, ids: Array, padding_idx: int | None) -> Array:
     """Embedding lookup whose padding row gets no gradient from it (PyTorch's ``padding_idx``)."""
     vectors = embed(ids)
@@ -140,8 +311,17 @@ def _lookup_without_padding_grad(embed: nn.Embed, ids: Array, padding_idx: int |
     return jnp.where((ids == padding_idx)[..., None], lax.stop_gradient(vectors), vectors)
 
 
+def _dropout_rate(config: XLMRobertaConfig) -> float:
+    """The classifier heads' dropout: ``classifier_dropout``, else ``hidden_dropout_prob``."""
+    return config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+
+
+# -- modules -----------------------------------------------------------------------------------
 class FlaxXLMRobertaEmbeddings(nn.Module):
     """Word + position + token type embeddings, then LayerNorm and dropout.
+
+    Rows holding an id outside its table come out as NaN (see the module docstring): eager calls
+    never get here with one, traced calls must not return a finite answer for one.
 
     Args:
         config: The model configuration.
@@ -160,8 +340,13 @@ class FlaxXLMRobertaEmbeddings(nn.Module):
         self.dropout = nn.Dropout(rate=cfg.hidden_dropout_prob)
 
     def __call__(
-        self, input_ids, token_type_ids, position_ids, attention_mask=None, deterministic: bool = True
-    ):
+        self,
+        input_ids: Array,
+        token_type_ids: Array,
+        position_ids: Array,
+        attention_mask: Array | None = None,
+        deterministic: bool = True,
+    ) -> Array:
         # (batch, seq) -> (batch, seq, hidden)
         pad = self.config.pad_token_id
         hidden_states = _lookup_without_padding_grad(self.word_embeddings, input_ids.astype("i4"), pad)
@@ -172,6 +357,9 @@ class FlaxXLMRobertaEmbeddings(nn.Module):
         )
         if self.config.position_embedding_type == "absolute":
             hidden_states = hidden_states + position_embeds
+        hidden_states = _poison_invalid_rows(
+            hidden_states, self.config, input_ids, token_type_ids, position_ids
+        )
         hidden_states = self.LayerNorm(hidden_states)
         return self.dropout(hidden_states, deterministic=deterministic)
 
@@ -179,10 +367,10 @@ class FlaxXLMRobertaEmbeddings(nn.Module):
 class FlaxXLMRobertaSelfAttention(nn.Module):
     """Multi-head scaled dot-product attention with an optional key/value cache.
 
-    Softmax runs in float32 whatever ``dtype`` is; masked scores take ``finfo(dtype).min``.
-    With ``causal=True`` (decoders) keys after the query position are masked, and the cache
-    (``"cache"`` collection: ``cached_key``, ``cached_value``, ``cache_index``) allows decoding
-    one step at a time.
+    Softmax runs in float32 whatever ``dtype`` is; masked scores take ``finfo(float32).min``
+    (:func:`additive_mask`). With ``causal=True`` (decoders) keys after the query position are
+    masked, and the cache (``"cache"`` collection: ``cached_key``, ``cached_value``,
+    ``cache_index``) allows decoding one step at a time.
 
     Args:
         config: The model configuration.
@@ -238,53 +426,54 @@ class FlaxXLMRobertaSelfAttention(nn.Module):
 
     def __call__(
         self,
-        hidden_states,
-        attention_mask,
-        layer_head_mask=None,
-        key_value_states=None,
+        hidden_states: Array,
+        attention_mask: Array | None,
+        layer_head_mask: Array | None = None,
+        key_value_states: Array | None = None,
         init_cache: bool = False,
         deterministic: bool = True,
         output_attentions: bool = False,
-    ):
+        segment_ids: Array | None = None,
+    ) -> tuple[Array, Array | None]:
         cfg = self.config
         source = hidden_states if key_value_states is None else key_value_states
-        query = self._split_heads(self.query(hidden_states))  # (batch, q, heads, head_dim)
-        key = self._split_heads(self.key(source))  # (batch, k, heads, head_dim)
+        query = self._split_heads(self.query(hidden_states))  # (batch, seq, heads, head_dim)
+        key = self._split_heads(self.key(source))  # (batch, key_seq, heads, head_dim)
         value = self._split_heads(self.value(source))
 
-        q_offset: Any = 0
-        if self.causal and (init_cache or self.has_variable("cache", "cached_key")):
-            key, value, q_offset = self._concatenate_to_cache(key, value, query)
-        q_len, k_len = query.shape[1], key.shape[1]
+        cached = self.causal and (init_cache or self.has_variable("cache", "cached_key"))
+        past: int | Array = 0
+        if cached:
+            key, value, past = self._concatenate_to_cache(key, value, query)
+            if attention_mask is None:  # the fixed-size cache: every slot, the causal mask does the rest
+                attention_mask = jnp.ones((key.shape[0], key.shape[1]), "i4")
+        keep = attention_keep_mask(attention_mask, segment_ids, query.shape[1], past, self.causal)
 
-        # Boolean mask broadcastable to (batch, heads, q, k).
-        mask = None
-        if attention_mask is not None:
-            mask = jnp.expand_dims(attention_mask > 0, axis=(-3, -2))
-        if self.causal:
-            q_pos = q_offset + jnp.arange(q_len, dtype=jnp.int32)
-            causal = jnp.arange(k_len, dtype=jnp.int32)[None, :] <= q_pos[:, None]
-            mask = causal[None, None] if mask is None else jnp.logical_and(mask, causal)
-
-        scores = jnp.einsum("bqhd,bkhd->bhqk", query, key)  # (batch, heads, q, k)
-        if self._position_type in ("relative_key", "relative_key_query"):
-            q_pos = q_offset + jnp.arange(q_len, dtype=jnp.int32)
-            distance = q_pos[:, None] - jnp.arange(k_len, dtype=jnp.int32)[None, :]
-            rel = self.distance_embedding(distance + cfg.max_position_embeddings - 1)  # (q, k, head_dim)
-            scores = scores + jnp.einsum("bqhd,qkd->bhqk", query, rel)
-            if self._position_type == "relative_key_query":
-                scores = scores + jnp.einsum("bkhd,qkd->bhqk", key, rel)
+        scores = jnp.einsum("bqhd,bkhd->bhqk", query, key)  # (batch, heads, seq, key_seq)
+        if self._position_type != "absolute":
+            args = (
+                query,
+                key,
+                self.distance_embedding.embedding,
+                self._position_type,
+                cfg.max_position_embeddings,
+            )
+            scores = scores + (
+                _relative_position_scores_at(*args, query_start=past)
+                if cached
+                else relative_position_scores(*args)
+            )
         scores = scores.astype(jnp.float32) * (1.0 / math.sqrt(cfg.head_dim))
-        if mask is not None:
-            scores = jnp.where(mask, scores, jnp.finfo(self.dtype).min)
+        if keep is not None:
+            scores = scores + additive_mask(keep, scores.dtype)
         probs = jax.nn.softmax(scores, axis=-1)
         probs = self.dropout(probs, deterministic=deterministic).astype(self.dtype)
         if layer_head_mask is not None:
             probs = probs * jnp.asarray(layer_head_mask, probs.dtype).reshape(-1, 1, 1)
 
         context = jnp.einsum("bhqk,bkhd->bqhd", probs, value)
-        context = context.reshape(context.shape[:2] + (cfg.hidden_size,))  # (batch, q, hidden)
-        return (context, probs) if output_attentions else (context,)
+        context = context.reshape(context.shape[:2] + (cfg.hidden_size,))  # (batch, seq, hidden)
+        return context, (probs if output_attentions else None)
 
 
 class FlaxXLMRobertaSelfOutput(nn.Module):
@@ -303,7 +492,7 @@ class FlaxXLMRobertaSelfOutput(nn.Module):
         self.LayerNorm = _layer_norm(self.config, self.dtype)
         self.dropout = nn.Dropout(rate=self.config.hidden_dropout_prob)
 
-    def __call__(self, hidden_states, input_tensor, deterministic: bool = True):
+    def __call__(self, hidden_states: Array, input_tensor: Array, deterministic: bool = True) -> Array:
         hidden_states = self.dropout(self.dense(hidden_states), deterministic=deterministic)
         return self.LayerNorm(hidden_states + input_tensor)
 
@@ -334,15 +523,16 @@ class FlaxXLMRobertaAttention(nn.Module):
 
     def __call__(
         self,
-        hidden_states,
-        attention_mask,
-        layer_head_mask=None,
-        key_value_states=None,
+        hidden_states: Array,
+        attention_mask: Array | None,
+        layer_head_mask: Array | None = None,
+        key_value_states: Array | None = None,
         init_cache: bool = False,
         deterministic: bool = True,
         output_attentions: bool = False,
-    ):
-        attn = self.self(
+        segment_ids: Array | None = None,
+    ) -> tuple[Array, Array | None]:
+        context, probs = self.self(
             hidden_states,
             attention_mask,
             layer_head_mask=layer_head_mask,
@@ -350,9 +540,9 @@ class FlaxXLMRobertaAttention(nn.Module):
             init_cache=init_cache,
             deterministic=deterministic,
             output_attentions=output_attentions,
+            segment_ids=segment_ids,
         )
-        hidden_states = self.output(attn[0], hidden_states, deterministic=deterministic)
-        return (hidden_states, attn[1]) if output_attentions else (hidden_states,)
+        return self.output(context, hidden_states, deterministic=deterministic), probs
 
 
 class FlaxXLMRobertaIntermediate(nn.Module):
@@ -370,7 +560,7 @@ class FlaxXLMRobertaIntermediate(nn.Module):
         self.dense = _dense(self.config.intermediate_size, self.config, self.dtype)
         self.activation = ACT2FN[self.config.hidden_act]
 
-    def __call__(self, hidden_states):
+    def __call__(self, hidden_states: Array) -> Array:
         return self.activation(self.dense(hidden_states))
 
 
@@ -390,13 +580,16 @@ class FlaxXLMRobertaOutput(nn.Module):
         self.dropout = nn.Dropout(rate=self.config.hidden_dropout_prob)
         self.LayerNorm = _layer_norm(self.config, self.dtype)
 
-    def __call__(self, hidden_states, attention_output, deterministic: bool = True):
+    def __call__(self, hidden_states: Array, attention_output: Array, deterministic: bool = True) -> Array:
         hidden_states = self.dropout(self.dense(hidden_states), deterministic=deterministic)
         return self.LayerNorm(hidden_states + attention_output)
 
 
 class FlaxXLMRobertaLayer(nn.Module):
     """One transformer layer: self-attention, optional cross-attention, feed-forward.
+
+    Returns ``(hidden_states, self_attention_probs, cross_attention_probs)``; the probabilities
+    are None unless ``output_attentions`` (the cross ones also without cross-attention).
 
     Args:
         config: The model configuration (``is_decoder`` makes self-attention causal,
@@ -418,27 +611,28 @@ class FlaxXLMRobertaLayer(nn.Module):
 
     def __call__(
         self,
-        hidden_states,
-        attention_mask,
-        layer_head_mask=None,
-        encoder_hidden_states=None,
-        encoder_attention_mask=None,
+        hidden_states: Array,
+        attention_mask: Array | None,
+        layer_head_mask: Array | None = None,
+        encoder_hidden_states: Array | None = None,
+        encoder_attention_mask: Array | None = None,
         init_cache: bool = False,
         deterministic: bool = True,
         output_attentions: bool = False,
-    ):
-        attention_outputs = self.attention(
+        segment_ids: Array | None = None,
+    ) -> tuple[Array, Array | None, Array | None]:
+        attention_output, self_probs = self.attention(
             hidden_states,
             attention_mask,
             layer_head_mask=layer_head_mask,
             init_cache=init_cache,
             deterministic=deterministic,
             output_attentions=output_attentions,
+            segment_ids=segment_ids,
         )
-        attention_output = attention_outputs[0]
-        cross_outputs = None
+        cross_probs = None
         if encoder_hidden_states is not None:
-            cross_outputs = self.crossattention(
+            attention_output, cross_probs = self.crossattention(
                 attention_output,
                 attention_mask=encoder_attention_mask,
                 layer_head_mask=layer_head_mask,
@@ -446,20 +640,17 @@ class FlaxXLMRobertaLayer(nn.Module):
                 deterministic=deterministic,
                 output_attentions=output_attentions,
             )
-            attention_output = cross_outputs[0]
         hidden_states = self.output(
             self.intermediate(attention_output), attention_output, deterministic=deterministic
         )
-        outputs = (hidden_states,)
-        if output_attentions:
-            outputs += (attention_outputs[1],)
-            if cross_outputs is not None:
-                outputs += (cross_outputs[1],)
-        return outputs
+        return hidden_states, self_probs, cross_probs
 
 
 class FlaxXLMRobertaLayerCollection(nn.Module):
     """The stack of layers, named ``"0"``, ``"1"``... (HF's parameter layout), optionally rematerialised.
+
+    Returns ``(hidden_states, all_hidden_states, all_attentions, all_cross_attentions)``; the
+    tuples are None unless requested.
 
     Args:
         config: The model configuration.
@@ -484,16 +675,17 @@ class FlaxXLMRobertaLayerCollection(nn.Module):
 
     def __call__(
         self,
-        hidden_states,
-        attention_mask,
-        head_mask=None,
-        encoder_hidden_states=None,
-        encoder_attention_mask=None,
+        hidden_states: Array,
+        attention_mask: Array | None,
+        head_mask: Array | None = None,
+        encoder_hidden_states: Array | None = None,
+        encoder_attention_mask: Array | None = None,
         init_cache: bool = False,
         deterministic: bool = True,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
-    ):
+        segment_ids: Array | None = None,
+    ) -> tuple[Array, tuple[Array, ...] | None, tuple[Array, ...] | None, tuple[Array, ...] | None]:
         all_hidden = () if output_hidden_states else None
         all_attentions = () if output_attentions else None
         all_cross = () if (output_attentions and encoder_hidden_states is not None) else None
@@ -504,7 +696,7 @@ class FlaxXLMRobertaLayerCollection(nn.Module):
         for i, layer in enumerate(self.layers):
             if output_hidden_states:
                 all_hidden += (hidden_states,)
-            layer_outputs = layer(
+            hidden_states, self_probs, cross_probs = layer(
                 hidden_states,
                 attention_mask,
                 None if head_mask is None else head_mask[i],
@@ -513,12 +705,12 @@ class FlaxXLMRobertaLayerCollection(nn.Module):
                 init_cache,
                 deterministic,
                 output_attentions,
+                segment_ids,
             )
-            hidden_states = layer_outputs[0]
             if output_attentions:
-                all_attentions += (layer_outputs[1],)
-                if encoder_hidden_states is not None:
-                    all_cross += (layer_outputs[2],)
+                all_attentions += (self_probs,)
+                if all_cross is not None:
+                    all_cross += (cross_probs,)
         if output_hidden_states:
             all_hidden += (hidden_states,)
         return hidden_states, all_hidden, all_attentions, all_cross
@@ -542,12 +734,19 @@ class FlaxXLMRobertaEncoder(nn.Module):
             self.config, dtype=self.dtype, gradient_checkpointing=self.gradient_checkpointing
         )
 
-    def __call__(self, hidden_states, attention_mask, head_mask=None, **kwargs):
+    def __call__(
+        self,
+        hidden_states: Array,
+        attention_mask: Array | None,
+        head_mask: Array | None = None,
+        **kwargs: Any,
+    ) -> tuple[Array, tuple[Array, ...] | None, tuple[Array, ...] | None, tuple[Array, ...] | None]:
+        """Run :class:`FlaxXLMRobertaLayerCollection` (``kwargs``: its keyword arguments)."""
         return self.layer(hidden_states, attention_mask, head_mask, **kwargs)
 
 
 class FlaxXLMRobertaPooler(nn.Module):
-    """``tanh(dense(first token))``.
+    """``tanh(dense(first token))``; with ``segment_ids`` one row per packed sequence, in slots.
 
     Args:
         config: The model configuration.
@@ -560,8 +759,10 @@ class FlaxXLMRobertaPooler(nn.Module):
     def setup(self) -> None:
         self.dense = _dense(self.config.hidden_size, self.config, self.dtype)
 
-    def __call__(self, hidden_states):
-        return nn.tanh(self.dense(hidden_states[:, 0]))
+    def __call__(self, hidden_states: Array, segment_ids: Array | None = None) -> Array:
+        # (batch, seq, hidden) -> (batch, hidden); packed: (batch, seq, hidden) slots
+        pooled = nn.tanh(self.dense(sequence_first_tokens(hidden_states, segment_ids)))
+        return _empty_slots_zero(pooled, segment_ids)
 
 
 class FlaxXLMRobertaLMHead(nn.Module):
@@ -586,7 +787,7 @@ class FlaxXLMRobertaLMHead(nn.Module):
             self.decoder = _dense(cfg.vocab_size, cfg, self.dtype, use_bias=False)
         self.bias = self.param("bias", jax.nn.initializers.zeros, (cfg.vocab_size,), jnp.float32)
 
-    def __call__(self, hidden_states, shared_embedding=None):
+    def __call__(self, hidden_states: Array, shared_embedding: Array | None = None) -> Array:
         hidden_states = ACT2FN["gelu"](self.dense(hidden_states))
         hidden_states = self.layer_norm(hidden_states)
         if shared_embedding is not None:
@@ -600,6 +801,9 @@ class FlaxXLMRobertaLMHead(nn.Module):
 class FlaxXLMRobertaClassificationHead(nn.Module):
     """Sentence classification head on the first token: dropout, dense, tanh, dropout, out_proj.
 
+    With ``segment_ids`` it reads the first token of every packed sequence and returns
+    (batch, seq, num_labels) slots (:func:`sequence_first_tokens`; empty slots are zero).
+
     Args:
         config: The model configuration (``classifier_dropout`` or ``hidden_dropout_prob``).
         dtype: Computation dtype.
@@ -611,46 +815,45 @@ class FlaxXLMRobertaClassificationHead(nn.Module):
     def setup(self) -> None:
         cfg = self.config
         self.dense = _dense(cfg.hidden_size, cfg, self.dtype)
-        rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
-        self.dropout = nn.Dropout(rate=rate)
+        self.dropout = nn.Dropout(rate=_dropout_rate(cfg))
         self.out_proj = _dense(cfg.num_labels, cfg, self.dtype)
 
-    def __call__(self, hidden_states, deterministic: bool = True):
-        x = self.dropout(hidden_states[:, 0, :], deterministic=deterministic)
+    def __call__(
+        self, hidden_states: Array, deterministic: bool = True, segment_ids: Array | None = None
+    ) -> Array:
+        x = self.dropout(sequence_first_tokens(hidden_states, segment_ids), deterministic=deterministic)
         x = nn.tanh(self.dense(x))
         x = self.dropout(x, deterministic=deterministic)
-        return self.out_proj(x)
+        return _empty_slots_zero(self.out_proj(x), segment_ids)
 
 
 # -- the public wrappers -----------------------------------------------------------------------
-def _is_tracer(x: Any) -> bool:
-    return isinstance(x, jax.core.Tracer)
-
-
-def _shape(x: Any) -> tuple[int, ...]:
-    return tuple(np.shape(x))
-
-
-def _find_cache_index(cache: Mapping) -> Any:
-    for key, value in cache.items():
-        if key == "cache_index":
+def _find_leaf(tree: Mapping, name: str) -> Any:
+    """The first leaf called ``name`` in a nested cache dict (all layers hold the same), or None."""
+    for key, value in tree.items():
+        if key == name:
             return value
         if isinstance(value, Mapping):
-            found = _find_cache_index(value)
+            found = _find_leaf(value, name)
             if found is not None:
                 return found
     return None
 
 
-def _find_cache_length(cache: Mapping) -> int | None:
-    for key, value in cache.items():
-        if key == "cached_key":
-            return int(np.shape(value)[1])
-        if isinstance(value, Mapping):
-            found = _find_cache_length(value)
-            if found is not None:
-                return found
-    return None
+def _to_plain_dict(tree: Any) -> Any:
+    """FrozenDict / Mapping trees -> plain nested dicts (leaves untouched)."""
+    if isinstance(tree, Mapping):
+        return {k: _to_plain_dict(v) for k, v in tree.items()}
+    return tree
+
+
+def _has_dropout(config: XLMRobertaConfig) -> bool:
+    rates = (
+        config.hidden_dropout_prob,
+        config.attention_probs_dropout_prob,
+        config.classifier_dropout or 0.0,
+    )
+    return any(r > 0 for r in rates)
 
 
 class FlaxXLMRobertaPreTrainedModel:
@@ -663,6 +866,7 @@ class FlaxXLMRobertaPreTrainedModel:
         dtype: Computation dtype (``jnp.float32``, ``jnp.bfloat16``...); parameters stay float32.
         _do_init: Initialise parameters now (``False``: set ``model.params`` yourself).
         gradient_checkpointing: Rematerialise each layer in the backward pass.
+        **kwargs: Fields of the linen module (``add_pooling_layer`` for the bare model).
 
     Example:
         >>> from xlmr import XLMRobertaConfig
@@ -725,11 +929,9 @@ class FlaxXLMRobertaPreTrainedModel:
 
     @params.setter
     def params(self, params: Mapping) -> None:
-        from xlmr.weights import flatten_tree
-
         params = _to_plain_dict(params)
         expected = {p: tuple(v.shape) for p, v in flatten_tree(self.params_shape_tree).items()}
-        given = {p: _shape(v) for p, v in flatten_tree(params).items()}
+        given = {p: tuple(np.shape(v)) for p, v in flatten_tree(params).items()}
         missing = sorted("/".join(p) for p in expected if p not in given)
         unexpected = sorted("/".join(p) for p in given if p not in expected)
         wrong = sorted(
@@ -760,9 +962,6 @@ class FlaxXLMRobertaPreTrainedModel:
     # -- initialisation ------------------------------------------------------------------------
     def _init_variables(self, rng: Array, input_shape: tuple[int, ...]) -> dict:
         input_ids = jnp.zeros(input_shape, dtype="i4")
-        attention_mask = jnp.ones_like(input_ids)
-        token_type_ids = jnp.zeros_like(input_ids)
-        position_ids = create_position_ids_from_input_ids(input_ids, self.config.pad_token_id)
         params_rng, dropout_rng = jax.random.split(rng)
         kwargs: dict[str, Any] = {}
         if self.config.add_cross_attention:
@@ -774,20 +973,24 @@ class FlaxXLMRobertaPreTrainedModel:
         return self.module.init(
             {"params": params_rng, "dropout": dropout_rng},
             input_ids,
-            attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
+            jnp.ones_like(input_ids),
+            token_type_ids=jnp.zeros_like(input_ids),
+            position_ids=create_position_ids_from_input_ids(input_ids, self.config.pad_token_id),
             return_dict=False,
             **kwargs,
         )
 
     def init_weights(self, rng: Array, input_shape: tuple[int, ...], params: Mapping | None = None) -> dict:
-        """Random parameters; with ``params``, only the missing leaves are filled in."""
+        """Random parameters; with ``params``, only the missing leaves are filled in.
+
+        Args:
+            rng: PRNG key of the initialisation.
+            input_shape: Shape of the dummy input.
+            params: Parameters to keep; their missing leaves are taken from the random ones.
+        """
         random_params = _to_plain_dict(self._init_variables(rng, input_shape)["params"])
         if params is None:
             return random_params
-        from xlmr.weights import flatten_tree, unflatten_tree
-
         flat = flatten_tree(random_params)
         flat.update(flatten_tree(_to_plain_dict(params)))
         return unflatten_tree(flat)
@@ -807,7 +1010,7 @@ class FlaxXLMRobertaPreTrainedModel:
         """
         if not self.config.is_decoder:
             raise ValueError("init_cache needs a decoder: build the model with config.is_decoder=True")
-        if self.head.name not in ("base", "causal_lm"):
+        if not self.head.decodes:
             raise ValueError(f"{type(self).__name__} does not decode; use FlaxXLMRobertaForCausalLM")
         if not 0 < max_length <= self.config.max_sequence_length:
             raise ValueError(
@@ -827,129 +1030,48 @@ class FlaxXLMRobertaPreTrainedModel:
         # Only the cache is needed: zeros of the right shapes, without initialising any parameter.
         return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), _to_plain_dict(shapes["cache"]))
 
-    # -- input checking ------------------------------------------------------------------------
-    def _check_inputs(
-        self,
-        input_ids,
-        attention_mask,
-        token_type_ids,
-        position_ids,
-        head_mask,
-        encoder_hidden_states,
-        encoder_attention_mask,
-        past_key_values,
-    ) -> None:
-        cfg = self.config
-        shape = _shape(input_ids)
-        want_ndim = 3 if self.head.name == "multiple_choice" else 2
-        if len(shape) != want_ndim:
-            layout = "(batch, num_choices, seq)" if want_ndim == 3 else "(batch, seq)"
-            raise ValueError(f"input_ids must have shape {layout}, got shape {shape}")
-        dtype = getattr(input_ids, "dtype", None)
-        if dtype is not None and np.dtype(dtype).kind not in "iub":
-            raise TypeError(f"input_ids must hold integer token ids, got dtype {dtype}")
-        seq_len = shape[-1]
-        cache_len = None
-        if past_key_values is not None:
-            if not cfg.is_decoder:
-                raise ValueError("past_key_values need a decoder (config.is_decoder=True)")
-            if self.head.name not in ("base", "causal_lm"):
-                raise ValueError(f"{type(self).__name__} takes no past_key_values")
-            cache_len = _find_cache_length(past_key_values)
-            index = _find_cache_index(past_key_values)
-            if cache_len is None or index is None:
-                raise ValueError(
-                    "past_key_values is not a cache from model.init_cache(batch_size, max_length)"
-                )
-            if not _is_tracer(index) and int(index) + seq_len > cache_len:
-                raise ValueError(
-                    f"the cache holds {cache_len} tokens; {int(index)} are used and {seq_len} more do not fit"
-                )
-        elif position_ids is None and seq_len > cfg.max_sequence_length:
-            raise ValueError(
-                f"input sequence length {seq_len} exceeds config.max_sequence_length={cfg.max_sequence_length} "
-                f"(max_position_embeddings={cfg.max_position_embeddings} minus the padding offset "
-                f"{cfg.pad_token_id + 1})"
-            )
-        if not _is_tracer(input_ids) and np.size(input_ids):
-            ids = np.asarray(input_ids)
-            if ids.max() >= cfg.vocab_size:
-                raise ValueError(f"input_ids contain id {int(ids.max())}, but vocab_size is {cfg.vocab_size}")
-            if ids.min() < 0:
-                raise ValueError(f"input_ids contain negative id {int(ids.min())}")
-        if attention_mask is not None:
-            want = shape if cache_len is None else (*shape[:-1], cache_len)
-            if _shape(attention_mask) != want:
-                extra = (
-                    ""
-                    if cache_len is None
-                    else f" (cached decoding: the mask covers all {cache_len} cache slots)"
-                )
-                raise ValueError(
-                    f"attention_mask has shape {_shape(attention_mask)}, expected {want} to match input_ids "
-                    f"{shape}{extra}"
-                )
-        if token_type_ids is not None:
-            if _shape(token_type_ids) != shape:
-                raise ValueError(f"token_type_ids has shape {_shape(token_type_ids)}, input_ids has {shape}")
-            if not _is_tracer(token_type_ids) and np.size(token_type_ids):
-                tt = np.asarray(token_type_ids)
-                if tt.max() >= cfg.type_vocab_size or tt.min() < 0:
-                    bad = int(tt.max()) if tt.max() >= cfg.type_vocab_size else int(tt.min())
-                    raise ValueError(
-                        f"token_type_ids contain {bad}, but type_vocab_size is {cfg.type_vocab_size}"
-                    )
-        if position_ids is not None:
-            try:
-                np.broadcast_shapes(_shape(position_ids), shape)
-            except ValueError:
-                raise ValueError(
-                    f"position_ids has shape {_shape(position_ids)}, input_ids has {shape}"
-                ) from None
-            if not _is_tracer(position_ids) and np.size(position_ids):
-                pos = np.asarray(position_ids)
-                if pos.max() >= cfg.max_position_embeddings or pos.min() < 0:
-                    bad = int(pos.max()) if pos.max() >= cfg.max_position_embeddings else int(pos.min())
-                    raise ValueError(
-                        f"position_ids contain {bad}, outside [0, max_position_embeddings="
-                        f"{cfg.max_position_embeddings})"
-                    )
-        if head_mask is not None and _shape(head_mask) not in (
-            (cfg.num_attention_heads,),
-            (cfg.num_hidden_layers, cfg.num_attention_heads),
-        ):
-            raise ValueError(
-                f"head_mask has shape {_shape(head_mask)}, expected ({cfg.num_attention_heads},) or "
-                f"({cfg.num_hidden_layers}, {cfg.num_attention_heads})"
-            )
-        if encoder_hidden_states is not None:
-            if not cfg.add_cross_attention:
-                raise ValueError(
-                    "encoder_hidden_states need cross-attention layers (config.add_cross_attention=True)"
-                )
-            enc = _shape(encoder_hidden_states)
-            batch = int(np.prod(shape[:-1]))
-            if len(enc) != 3 or enc[0] != batch or enc[2] != cfg.hidden_size:
-                raise ValueError(
-                    f"encoder_hidden_states has shape {enc}, expected ({batch}, enc_seq, {cfg.hidden_size})"
-                )
-            if encoder_attention_mask is not None and _shape(encoder_attention_mask) != enc[:2]:
-                raise ValueError(
-                    f"encoder_attention_mask has shape {_shape(encoder_attention_mask)}, expected {enc[:2]}"
-                )
-        elif encoder_attention_mask is not None:
-            raise ValueError("encoder_attention_mask given without encoder_hidden_states")
-
     # -- the call ------------------------------------------------------------------------------
+    def _check_inputs(self, arrays: Mapping[str, Any], past_key_values: Mapping | None) -> Any:
+        """:func:`xlmr.inputs.check_inputs` on the call's arrays; returns the cache index (or 0).
+
+        The fixed-size cache adds two checks of its own: it must come from :meth:`init_cache`,
+        and the new tokens must fit in it. Under ``jax.jit`` only shapes and dtypes are checked
+        here; the values are guarded by poisoning (:class:`FlaxXLMRobertaEmbeddings`: rows with an
+        out-of-range id are NaN) and, in the train step, by ``checkify`` (``training.py``).
+        """
+        capacity = index = None
+        if past_key_values is not None:
+            cached_key = _find_leaf(past_key_values, "cached_key")
+            capacity = None if cached_key is None else int(np.shape(cached_key)[1])
+            index = _find_leaf(past_key_values, "cache_index")
+        concrete = index is not None and not isinstance(index, jax.core.Tracer)
+        shape = check_inputs(
+            self.config,
+            self.head,
+            **{name: array_info(value) for name, value in arrays.items()},
+            past_length=int(index) if concrete else (0 if past_key_values is None else None),
+            mask_length=capacity,
+            has_cache=past_key_values is not None,
+        )
+        if past_key_values is None:
+            return 0
+        if capacity is None or index is None:
+            raise ValueError("past_key_values is not a cache from model.init_cache(batch_size, max_length)")
+        if concrete and int(index) + shape.seq > capacity:
+            raise ValueError(
+                f"the cache holds {capacity} tokens; {int(index)} are used and {shape.seq} more do not fit"
+            )
+        return index
+
     def __call__(
         self,
-        input_ids,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        head_mask=None,
-        encoder_hidden_states=None,
-        encoder_attention_mask=None,
+        input_ids: Any,
+        attention_mask: Any = None,
+        token_type_ids: Any = None,
+        position_ids: Any = None,
+        head_mask: Any = None,
+        encoder_hidden_states: Any = None,
+        encoder_attention_mask: Any = None,
         params: Mapping | None = None,
         dropout_rng: Array | None = None,
         train: bool = False,
@@ -957,13 +1079,15 @@ class FlaxXLMRobertaPreTrainedModel:
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         past_key_values: Mapping | None = None,
-    ):
+        segment_ids: Any = None,
+    ) -> O.ModelOutput | tuple:
         """Run the model (eagerly, or inside ``jax.jit``/``jax.grad``).
 
         Args:
             input_ids: Token ids, (batch, seq) ((batch, num_choices, seq) for multiple choice).
-            attention_mask: 1 for tokens to attend to, 0 for padding (with ``past_key_values``:
-                (batch, max_length), covering the whole cache).
+            attention_mask: 1 for tokens to attend to, 0 for padding: (batch, seq), or (batch, seq,
+                seq) for a mask per query (with ``past_key_values`` the key axis covers the whole
+                cache, ``max_length``).
             token_type_ids: Segment ids (zeros by default).
             position_ids: Positions; by default counted from ``pad_token_id + 1`` over non-padding tokens.
             head_mask: (heads,) or (layers, heads) multipliers of the attention probabilities.
@@ -975,6 +1099,14 @@ class FlaxXLMRobertaPreTrainedModel:
             output_attentions / output_hidden_states / return_dict: As in HF (config defaults).
             past_key_values: A cache from :meth:`init_cache` (decoders); the updated cache is
                 returned in ``past_key_values``.
+            segment_ids: Packed rows, (batch, seq): 0 for padding, 1..k for the k sequences of a
+                row, in order (heads with ``head.packable``). Positions restart for every sequence,
+                attention stays within it, ``attention_mask`` may be omitted; per-token outputs
+                keep the packed layout, the pooler and sequence-classification logits come in
+                (batch, seq, ...) slots (slot ``[b, k - 1]`` is sequence ``k``; empty slots zero).
+
+        Under ``jax.jit`` the values cannot be checked: rows holding an out-of-range id come out
+        as NaN (see the module docstring).
         """
         cfg = self.config
         output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
@@ -982,57 +1114,50 @@ class FlaxXLMRobertaPreTrainedModel:
             cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
         return_dict = cfg.return_dict if return_dict is None else return_dict
-        if not isinstance(input_ids, jax.Array | np.ndarray):
-            input_ids = np.asarray(input_ids)
-        self._check_inputs(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            head_mask,
-            encoder_hidden_states,
-            encoder_attention_mask,
-            past_key_values,
-        )
+        arrays = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+            "position_ids": position_ids,
+            "head_mask": head_mask,
+            "encoder_hidden_states": encoder_hidden_states,
+            "encoder_attention_mask": encoder_attention_mask,
+            "segment_ids": segment_ids,
+        }
+        past = self._check_inputs(arrays, past_key_values)
+        if train and dropout_rng is None and _has_dropout(cfg):
+            raise ValueError("train=True applies dropout and needs dropout_rng=jax.random.PRNGKey(...)")
+
         input_ids = jnp.asarray(input_ids, dtype="i4")
-        if token_type_ids is None:
-            token_type_ids = jnp.zeros_like(input_ids)
-        if position_ids is None:
-            past = 0 if past_key_values is None else _find_cache_index(past_key_values)
-            position_ids = create_position_ids_from_input_ids(input_ids, cfg.pad_token_id, past)
-        if attention_mask is None:
-            length = input_ids.shape[-1] if past_key_values is None else _find_cache_length(past_key_values)
-            attention_mask = jnp.ones((*input_ids.shape[:-1], length), dtype="i4")
+        kwargs: dict[str, Any] = {}
+        for name in ("token_type_ids", "position_ids", "segment_ids", "encoder_attention_mask"):
+            if arrays[name] is not None:
+                kwargs[name] = jnp.asarray(arrays[name], dtype="i4")
+        if attention_mask is not None:
+            attention_mask = jnp.asarray(attention_mask, dtype="i4")
+        if encoder_hidden_states is not None:
+            kwargs["encoder_hidden_states"] = jnp.asarray(encoder_hidden_states)
         if head_mask is not None:
             head_mask = jnp.asarray(head_mask, jnp.float32)
             if head_mask.ndim == 1:
                 head_mask = jnp.broadcast_to(head_mask, (cfg.num_hidden_layers, cfg.num_attention_heads))
-        if train and dropout_rng is None and _has_dropout(cfg):
-            raise ValueError("train=True applies dropout and needs dropout_rng=jax.random.PRNGKey(...)")
-        rngs = {"dropout": dropout_rng} if dropout_rng is not None else {}
-
         variables: dict[str, Any] = {"params": self.params if params is None else params}
-        kwargs: dict[str, Any] = {}
-        if encoder_hidden_states is not None:
-            kwargs["encoder_hidden_states"] = jnp.asarray(encoder_hidden_states)
-            if encoder_attention_mask is not None:
-                kwargs["encoder_attention_mask"] = jnp.asarray(encoder_attention_mask, dtype="i4")
         mutable: Any = False
         if past_key_values is not None:
             variables["cache"] = past_key_values
             mutable = ["cache"]
+            if position_ids is None:  # the module cannot see the cache index: count on from it
+                kwargs["position_ids"] = create_position_ids_from_input_ids(input_ids, cfg.pad_token_id, past)
         result = self.module.apply(
             variables,
             input_ids,
-            jnp.asarray(attention_mask, dtype="i4"),
-            token_type_ids=jnp.asarray(token_type_ids, dtype="i4"),
-            position_ids=jnp.asarray(position_ids, dtype="i4"),
+            attention_mask,
             head_mask=head_mask,
             deterministic=not train,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
-            rngs=rngs,
+            rngs={"dropout": dropout_rng} if dropout_rng is not None else {},
             mutable=mutable,
             **kwargs,
         )
@@ -1045,19 +1170,21 @@ class FlaxXLMRobertaPreTrainedModel:
 
     # -- weights in and out (see loading.py) ----------------------------------------------------
     def canonical_state_dict(self, params: Mapping | None = None) -> dict[str, np.ndarray]:
-        """The parameters as a canonical numpy state dict (HF PyTorch names and layouts)."""
-        from .loading import params_to_state_dict
+        """The parameters as a canonical numpy state dict (HF PyTorch names and layouts).
 
-        return params_to_state_dict(self.params if params is None else params)
+        Args:
+            params: Parameters to convert instead of ``self.params`` (e.g. gradients).
+        """
+        return loading.params_to_state_dict(self.params if params is None else params)
 
-    def load_canonical_state_dict(self, state_dict: Mapping[str, np.ndarray]):
+    def load_canonical_state_dict(self, state_dict: Mapping[str, np.ndarray]) -> LoadReport:
         """Load a canonical numpy state dict (checked loudly); returns the :class:`xlmr.weights.LoadReport`."""
-        from .loading import load_canonical_state_dict
-
-        return load_canonical_state_dict(self, state_dict)
+        return loading.load_canonical_state_dict(self, state_dict)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, dtype: Any = jnp.float32, **kwargs: Any):
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | Any, dtype: Any = jnp.float32, **kwargs: Any
+    ) -> FlaxXLMRobertaPreTrainedModel:
         """Load any HF XLM-R checkpoint directory (safetensors, pytorch_model.bin, tf_model.h5, flax msgpack).
 
         Args:
@@ -1065,38 +1192,22 @@ class FlaxXLMRobertaPreTrainedModel:
             dtype: Computation dtype.
             **kwargs: ``seed``, ``gradient_checkpointing``, ``input_shape``, or config overrides.
         """
-        from .loading import from_pretrained
+        return loading.from_pretrained(cls, pretrained_model_name_or_path, dtype=dtype, **kwargs)
 
-        return from_pretrained(cls, pretrained_model_name_or_path, dtype=dtype, **kwargs)
+    def save_pretrained(
+        self, save_directory: str | Any, params: Mapping | None = None, format: str = "safetensors"
+    ) -> Any:
+        """Write ``config.json`` and the weights (``format``: safetensors, pytorch, flax or tf).
 
-    def save_pretrained(self, save_directory, params: Mapping | None = None, format: str = "safetensors"):
-        """Write ``config.json`` and the weights (``format``: safetensors, pytorch, flax or tf)."""
-        from .loading import save_pretrained
-
-        return save_pretrained(self, save_directory, params=params, format=format)
+        Args:
+            save_directory: Destination directory.
+            params: Parameters to write instead of ``self.params``.
+            format: Weight file format (``conversion.FORMAT_ALIASES`` names accepted).
+        """
+        return loading.save_pretrained(self, save_directory, params=params, format=format)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dtype={jnp.dtype(self.dtype).name}, config={self.config.to_json_string()})"
-
-
-def _has_dropout(config: XLMRobertaConfig) -> bool:
-    rates = (
-        config.hidden_dropout_prob,
-        config.attention_probs_dropout_prob,
-        config.classifier_dropout or 0.0,
-    )
-    return any(r > 0 for r in rates)
-
-
-def _to_plain_dict(tree: Any) -> Any:
-    """FrozenDict / Mapping trees -> plain nested dicts (leaves untouched)."""
-    if isinstance(tree, Mapping):
-        return {k: _to_plain_dict(v) for k, v in tree.items()}
-    return tree
-
-
-def _encoder_extras(hidden_states, attentions, cross_attentions=None) -> dict[str, Any]:
-    return {"hidden_states": hidden_states, "attentions": attentions, "cross_attentions": cross_attentions}
 
 
 class FlaxXLMRobertaModule(nn.Module):
@@ -1124,25 +1235,26 @@ class FlaxXLMRobertaModule(nn.Module):
 
     def __call__(
         self,
-        input_ids,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        head_mask=None,
-        encoder_hidden_states=None,
-        encoder_attention_mask=None,
+        input_ids: Array,
+        attention_mask: Array | None = None,
+        token_type_ids: Array | None = None,
+        position_ids: Array | None = None,
+        head_mask: Array | None = None,
+        encoder_hidden_states: Array | None = None,
+        encoder_attention_mask: Array | None = None,
         init_cache: bool = False,
         deterministic: bool = True,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         return_dict: bool = True,
-    ):
-        if attention_mask is None:
-            attention_mask = jnp.ones_like(input_ids)
+        segment_ids: Array | None = None,
+    ) -> O.ModelOutput | tuple:
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
         if position_ids is None:
-            position_ids = create_position_ids_from_input_ids(input_ids, self.config.pad_token_id)
+            position_ids = create_position_ids_from_input_ids(
+                input_ids, self.config.pad_token_id, segment_ids=segment_ids
+            )
         hidden_states = self.embeddings(
             input_ids, token_type_ids, position_ids, attention_mask, deterministic=deterministic
         )
@@ -1156,12 +1268,15 @@ class FlaxXLMRobertaModule(nn.Module):
             deterministic=deterministic,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            segment_ids=segment_ids,
         )
-        pooled = self.pooler(hidden_states) if self.add_pooling_layer else None
+        pooled = self.pooler(hidden_states, segment_ids) if self.add_pooling_layer else None
         out = O.BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=hidden_states,
             pooler_output=pooled,
-            **_encoder_extras(all_hidden, all_attn, all_cross),
+            hidden_states=all_hidden,
+            attentions=all_attn,
+            cross_attentions=all_cross,
         )
         return out if return_dict else out.to_tuple()
 
@@ -1173,26 +1288,39 @@ class FlaxXLMRobertaModel(FlaxXLMRobertaPreTrainedModel):
         config: An :class:`xlmr.XLMRobertaConfig`.
         input_shape, seed, dtype, _do_init, gradient_checkpointing: See
             :class:`FlaxXLMRobertaPreTrainedModel`.
+        add_pooling_layer: Build the pooler (default True).
 
     Example:
+        >>> import numpy as np
         >>> from xlmr import XLMRobertaConfig
         >>> from xlmr_flax import FlaxXLMRobertaModel
         >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
         ...                           num_attention_heads=4, intermediate_size=37)
-        >>> out = FlaxXLMRobertaModel(config)([[0, 5, 6, 2]])
-        >>> out.pooler_output.shape
+        >>> model = FlaxXLMRobertaModel(config)
+        >>> model([[0, 5, 6, 2]]).pooler_output.shape
         (1, 32)
+        >>> # Two sequences packed into one row, then padding: one pooled slot per sequence.
+        >>> packed = model([[0, 5, 2, 0, 7, 8, 2, 1]], segment_ids=[[1, 1, 1, 2, 2, 2, 2, 0]])
+        >>> packed.pooler_output.shape, bool(np.all(packed.pooler_output[0, 2:] == 0))
+        ((1, 8, 32), True)
     """
 
     module_class = FlaxXLMRobertaModule
     head = HEADS["base"]
 
 
-class FlaxXLMRobertaForCausalLMModule(nn.Module):
-    """Backbone without pooler plus the LM head, for left-to-right language modelling.
+_ENCODER_FIELDS = ("hidden_states", "attentions", "cross_attentions")
+
+
+class _HeadModule(nn.Module):
+    """The one call path of the head modules: the backbone, then the head's own :meth:`_predict`.
+
+    Subclasses name their head (``head``), build ``roberta`` with :meth:`_backbone` and their own
+    layers in ``setup``, and compute the head's output fields in :meth:`_predict`. The call takes
+    HF's argument order, then cross-attention, cache and ``segment_ids``.
 
     Args:
-        config: The model configuration (``is_decoder=True`` for causal masking).
+        config: The model configuration.
         dtype: Computation dtype.
         gradient_checkpointing: Rematerialise each layer.
     """
@@ -1200,36 +1328,41 @@ class FlaxXLMRobertaForCausalLMModule(nn.Module):
     config: XLMRobertaConfig
     dtype: Any = jnp.float32
     gradient_checkpointing: bool = False
+    head: ClassVar[Head]
 
-    def setup(self) -> None:
-        self.roberta = FlaxXLMRobertaModule(
+    def _backbone(self) -> FlaxXLMRobertaModule:
+        return FlaxXLMRobertaModule(
             self.config,
             dtype=self.dtype,
-            add_pooling_layer=False,
+            add_pooling_layer=self.head.add_pooling_layer,
             gradient_checkpointing=self.gradient_checkpointing,
         )
-        self.lm_head = FlaxXLMRobertaLMHead(self.config, dtype=self.dtype)
 
     def __call__(
         self,
-        input_ids,
-        attention_mask=None,
-        position_ids=None,
-        token_type_ids=None,
-        head_mask=None,
-        encoder_hidden_states=None,
-        encoder_attention_mask=None,
-        init_cache: bool = False,
+        input_ids: Array,
+        attention_mask: Array | None = None,
+        token_type_ids: Array | None = None,
+        position_ids: Array | None = None,
+        head_mask: Array | None = None,
         deterministic: bool = True,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         return_dict: bool = True,
-    ):
+        encoder_hidden_states: Array | None = None,
+        encoder_attention_mask: Array | None = None,
+        init_cache: bool = False,
+        segment_ids: Array | None = None,
+    ) -> O.ModelOutput | tuple:
+        def rows(x: Array | None) -> Array | None:
+            # Multiple choice: (batch, num_choices, seq) -> (batch * num_choices, seq)
+            return x if x is None or self.head.input_rank == 2 else x.reshape(-1, x.shape[-1])
+
         out = self.roberta(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
+            rows(input_ids),
+            rows(attention_mask),
+            rows(token_type_ids),
+            rows(position_ids),
             head_mask,
             encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask,
@@ -1237,18 +1370,74 @@ class FlaxXLMRobertaForCausalLMModule(nn.Module):
             deterministic=deterministic,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            segment_ids=segment_ids,
         )
-        logits = self.lm_head(out.last_hidden_state, shared_embedding=_shared_embedding(self))
-        result = O.CausalLMOutputWithCrossAttentions(
-            logits=logits, **_encoder_extras(out.hidden_states, out.attentions, out.cross_attentions)
-        )
+        fields = self._predict(out, input_ids.shape, deterministic, segment_ids)
+        extras = {f: getattr(out, f) for f in _ENCODER_FIELDS if f in self.head.outputs}
+        result = O.OUTPUT_CLASSES[self.head.name](**fields, **extras)
         return result if return_dict else result.to_tuple()
 
+    def _predict(
+        self, out: O.ModelOutput, input_shape: tuple[int, ...], deterministic: bool, segment_ids: Array | None
+    ) -> dict[str, Array]:
+        """The head's own output fields (``head.prediction``) from the backbone's outputs."""
+        raise NotImplementedError
 
-def _shared_embedding(module: nn.Module):
+
+def _shared_embedding(module: nn.Module) -> Array | None:
     if not module.config.tie_word_embeddings:
         return None
     return module.roberta.variables["params"]["embeddings"]["word_embeddings"]["embedding"]
+
+
+class FlaxXLMRobertaForCausalLMModule(_HeadModule):
+    """Backbone without pooler plus the LM head, for left-to-right language modelling.
+
+    Takes HF's argument order for this module (``position_ids`` before ``token_type_ids``).
+    """
+
+    head = HEADS["causal_lm"]
+
+    def setup(self) -> None:
+        self.roberta = self._backbone()
+        self.lm_head = FlaxXLMRobertaLMHead(self.config, dtype=self.dtype)
+
+    def __call__(
+        self,
+        input_ids: Array,
+        attention_mask: Array | None = None,
+        position_ids: Array | None = None,
+        token_type_ids: Array | None = None,
+        head_mask: Array | None = None,
+        encoder_hidden_states: Array | None = None,
+        encoder_attention_mask: Array | None = None,
+        init_cache: bool = False,
+        deterministic: bool = True,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        segment_ids: Array | None = None,
+    ) -> O.ModelOutput | tuple:
+        return super().__call__(
+            input_ids,
+            attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            head_mask=head_mask,
+            deterministic=deterministic,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=return_dict,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            init_cache=init_cache,
+            segment_ids=segment_ids,
+        )
+
+    def _predict(
+        self, out: O.ModelOutput, input_shape: tuple[int, ...], deterministic: bool, segment_ids: Array | None
+    ) -> dict[str, Array]:
+        return {"logits": self.lm_head(out.last_hidden_state, shared_embedding=_shared_embedding(self))}
 
 
 class FlaxXLMRobertaForCausalLM(FlaxXLMRobertaPreTrainedModel):
@@ -1278,8 +1467,16 @@ class FlaxXLMRobertaForCausalLM(FlaxXLMRobertaPreTrainedModel):
     module_class = FlaxXLMRobertaForCausalLMModule
     head = HEADS["causal_lm"]
 
-    def prepare_inputs_for_generation(self, input_ids, max_length: int, attention_mask=None) -> dict:
-        """Cache, full-length mask and position ids for a generation loop starting from ``input_ids``."""
+    def prepare_inputs_for_generation(
+        self, input_ids: Any, max_length: int, attention_mask: Any = None
+    ) -> dict:
+        """Cache, full-length mask and position ids for a generation loop starting from ``input_ids``.
+
+        Args:
+            input_ids: The prompt, (batch, seq).
+            max_length: Most tokens (prompt included) the loop generates up to.
+            attention_mask: The prompt's mask (ones by default).
+        """
         batch_size, seq_length = np.shape(input_ids)
         past_key_values = self.init_cache(batch_size, max_length)
         extended = jnp.ones((batch_size, max_length), dtype="i4")
@@ -1293,67 +1490,31 @@ class FlaxXLMRobertaForCausalLM(FlaxXLMRobertaPreTrainedModel):
             )
         return {"past_key_values": past_key_values, "attention_mask": extended, "position_ids": position_ids}
 
-    def update_inputs_for_generation(self, model_outputs, model_kwargs: dict) -> dict:
-        """Carry the cache forward and advance the position ids by one."""
+    def update_inputs_for_generation(self, model_outputs: O.ModelOutput, model_kwargs: dict) -> dict:
+        """Carry the cache forward and advance the position ids by one.
+
+        Args:
+            model_outputs: The last call's outputs (their ``past_key_values``).
+            model_kwargs: The call arguments to update (``position_ids``, ``past_key_values``).
+        """
         model_kwargs["past_key_values"] = model_outputs.past_key_values
         model_kwargs["position_ids"] = model_kwargs["position_ids"][:, -1:] + 1
         return model_kwargs
 
 
-class _HeadModule(nn.Module):
-    """Shared call signature of the non-causal head modules (HF's argument order, then cross-attention)."""
-
-    config: XLMRobertaConfig
-    dtype: Any = jnp.float32
-    gradient_checkpointing: bool = False
-
-    def _backbone(self, add_pooling_layer: bool) -> FlaxXLMRobertaModule:
-        return FlaxXLMRobertaModule(
-            self.config,
-            dtype=self.dtype,
-            add_pooling_layer=add_pooling_layer,
-            gradient_checkpointing=self.gradient_checkpointing,
-        )
-
-
 class FlaxXLMRobertaForMaskedLMModule(_HeadModule):
     """Backbone without pooler plus the LM head (masked language modelling)."""
 
+    head = HEADS["masked_lm"]
+
     def setup(self) -> None:
-        self.roberta = self._backbone(add_pooling_layer=False)
+        self.roberta = self._backbone()
         self.lm_head = FlaxXLMRobertaLMHead(self.config, dtype=self.dtype)
 
-    def __call__(
-        self,
-        input_ids,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        head_mask=None,
-        deterministic: bool = True,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        encoder_hidden_states=None,
-        encoder_attention_mask=None,
-        init_cache: bool = False,
-    ):
-        out = self.roberta(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            head_mask,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
-            init_cache=init_cache,
-            deterministic=deterministic,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        logits = self.lm_head(out.last_hidden_state, shared_embedding=_shared_embedding(self))
-        result = O.MaskedLMOutput(logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
-        return result if return_dict else result.to_tuple()
+    def _predict(
+        self, out: O.ModelOutput, input_shape: tuple[int, ...], deterministic: bool, segment_ids: Array | None
+    ) -> dict[str, Array]:
+        return {"logits": self.lm_head(out.last_hidden_state, shared_embedding=_shared_embedding(self))}
 
 
 class FlaxXLMRobertaForMaskedLM(FlaxXLMRobertaPreTrainedModel):
@@ -1378,49 +1539,25 @@ class FlaxXLMRobertaForMaskedLM(FlaxXLMRobertaPreTrainedModel):
 
 
 class FlaxXLMRobertaForSequenceClassificationModule(_HeadModule):
-    """Backbone without pooler plus the classification head on the first token."""
+    """Backbone without pooler plus the classification head on the first token (of each packed sequence)."""
+
+    head = HEADS["sequence_classification"]
 
     def setup(self) -> None:
-        self.roberta = self._backbone(add_pooling_layer=False)
+        self.roberta = self._backbone()
         self.classifier = FlaxXLMRobertaClassificationHead(self.config, dtype=self.dtype)
 
-    def __call__(
-        self,
-        input_ids,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        head_mask=None,
-        deterministic: bool = True,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        encoder_hidden_states=None,
-        encoder_attention_mask=None,
-        init_cache: bool = False,
-    ):
-        out = self.roberta(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            head_mask,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
-            init_cache=init_cache,
-            deterministic=deterministic,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        logits = self.classifier(out.last_hidden_state, deterministic=deterministic)
-        result = O.SequenceClassifierOutput(
-            logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-        )
-        return result if return_dict else result.to_tuple()
+    def _predict(
+        self, out: O.ModelOutput, input_shape: tuple[int, ...], deterministic: bool, segment_ids: Array | None
+    ) -> dict[str, Array]:
+        return {"logits": self.classifier(out.last_hidden_state, deterministic, segment_ids)}
 
 
 class FlaxXLMRobertaForSequenceClassification(FlaxXLMRobertaPreTrainedModel):
     """XLM-RoBERTa with a sequence classification / regression head (``config.num_labels`` outputs).
+
+    With ``segment_ids`` the logits come in (batch, seq, num_labels) slots, one per packed
+    sequence (empty slots zero); train them with labels in the same slots, -100 in empty ones.
 
     Args:
         config: An :class:`xlmr.XLMRobertaConfig`.
@@ -1432,8 +1569,11 @@ class FlaxXLMRobertaForSequenceClassification(FlaxXLMRobertaPreTrainedModel):
         >>> from xlmr_flax import FlaxXLMRobertaForSequenceClassification
         >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
         ...                           num_attention_heads=4, intermediate_size=37, num_labels=3)
-        >>> FlaxXLMRobertaForSequenceClassification(config)([[0, 5, 6, 2]]).logits.shape
+        >>> model = FlaxXLMRobertaForSequenceClassification(config)
+        >>> model([[0, 5, 6, 2]]).logits.shape
         (1, 3)
+        >>> model([[0, 5, 2, 0, 6, 2]], segment_ids=[[1, 1, 1, 2, 2, 2]]).logits.shape
+        (1, 6, 3)
     """
 
     module_class = FlaxXLMRobertaForSequenceClassificationModule
@@ -1443,50 +1583,18 @@ class FlaxXLMRobertaForSequenceClassification(FlaxXLMRobertaPreTrainedModel):
 class FlaxXLMRobertaForMultipleChoiceModule(_HeadModule):
     """Backbone with pooler plus one score per choice."""
 
+    head = HEADS["multiple_choice"]
+
     def setup(self) -> None:
-        self.roberta = self._backbone(add_pooling_layer=True)
+        self.roberta = self._backbone()
         self.dropout = nn.Dropout(rate=self.config.hidden_dropout_prob)
         self.classifier = _dense(1, self.config, self.dtype)
 
-    def __call__(
-        self,
-        input_ids,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        head_mask=None,
-        deterministic: bool = True,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        encoder_hidden_states=None,
-        encoder_attention_mask=None,
-        init_cache: bool = False,
-    ):
-        num_choices = input_ids.shape[1]
-
-        def flat(x):  # (batch, num_choices, seq) -> (batch * num_choices, seq)
-            return None if x is None else x.reshape(-1, x.shape[-1])
-
-        out = self.roberta(
-            flat(input_ids),
-            flat(attention_mask),
-            flat(token_type_ids),
-            flat(position_ids),
-            head_mask,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
-            init_cache=init_cache,
-            deterministic=deterministic,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
+    def _predict(
+        self, out: O.ModelOutput, input_shape: tuple[int, ...], deterministic: bool, segment_ids: Array | None
+    ) -> dict[str, Array]:
         pooled = self.dropout(out.pooler_output, deterministic=deterministic)
-        logits = self.classifier(pooled).reshape(-1, num_choices)  # (batch, num_choices)
-        result = O.MultipleChoiceModelOutput(
-            logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
-        )
-        return result if return_dict else result.to_tuple()
+        return {"logits": self.classifier(pooled).reshape(input_shape[:2])}  # (batch, num_choices)
 
 
 class FlaxXLMRobertaForMultipleChoice(FlaxXLMRobertaPreTrainedModel):
@@ -1513,46 +1621,17 @@ class FlaxXLMRobertaForMultipleChoice(FlaxXLMRobertaPreTrainedModel):
 class FlaxXLMRobertaForTokenClassificationModule(_HeadModule):
     """Backbone without pooler plus a per-token classifier."""
 
-    def setup(self) -> None:
-        cfg = self.config
-        self.roberta = self._backbone(add_pooling_layer=False)
-        rate = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
-        self.dropout = nn.Dropout(rate=rate)
-        self.classifier = _dense(cfg.num_labels, cfg, self.dtype)
+    head = HEADS["token_classification"]
 
-    def __call__(
-        self,
-        input_ids,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        head_mask=None,
-        deterministic: bool = True,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        encoder_hidden_states=None,
-        encoder_attention_mask=None,
-        init_cache: bool = False,
-    ):
-        out = self.roberta(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            head_mask,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
-            init_cache=init_cache,
-            deterministic=deterministic,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
-        hidden = self.dropout(out.last_hidden_state, deterministic=deterministic)
-        result = O.TokenClassifierOutput(
-            logits=self.classifier(hidden), hidden_states=out.hidden_states, attentions=out.attentions
-        )
-        return result if return_dict else result.to_tuple()
+    def setup(self) -> None:
+        self.roberta = self._backbone()
+        self.dropout = nn.Dropout(rate=_dropout_rate(self.config))
+        self.classifier = _dense(self.config.num_labels, self.config, self.dtype)
+
+    def _predict(
+        self, out: O.ModelOutput, input_shape: tuple[int, ...], deterministic: bool, segment_ids: Array | None
+    ) -> dict[str, Array]:
+        return {"logits": self.classifier(self.dropout(out.last_hidden_state, deterministic=deterministic))}
 
 
 class FlaxXLMRobertaForTokenClassification(FlaxXLMRobertaPreTrainedModel):
@@ -1579,50 +1658,21 @@ class FlaxXLMRobertaForTokenClassification(FlaxXLMRobertaPreTrainedModel):
 class FlaxXLMRobertaForQuestionAnsweringModule(_HeadModule):
     """Backbone without pooler plus span start/end scores."""
 
+    head = HEADS["question_answering"]
+
     def setup(self) -> None:
-        self.roberta = self._backbone(add_pooling_layer=False)
+        self.roberta = self._backbone()
         self.qa_outputs = _dense(self.config.num_labels, self.config, self.dtype)
 
-    def __call__(
-        self,
-        input_ids,
-        attention_mask=None,
-        token_type_ids=None,
-        position_ids=None,
-        head_mask=None,
-        deterministic: bool = True,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
-        encoder_hidden_states=None,
-        encoder_attention_mask=None,
-        init_cache: bool = False,
-    ):
-        out = self.roberta(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            head_mask,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
-            init_cache=init_cache,
-            deterministic=deterministic,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-        )
+    def _predict(
+        self, out: O.ModelOutput, input_shape: tuple[int, ...], deterministic: bool, segment_ids: Array | None
+    ) -> dict[str, Array]:
         logits = self.qa_outputs(out.last_hidden_state)  # (batch, seq, num_labels)
         if logits.shape[-1] != 2:
             raise ValueError(
                 f"question answering needs config.num_labels == 2 (start, end), got {logits.shape[-1]}"
             )
-        result = O.QuestionAnsweringModelOutput(
-            start_logits=logits[..., 0],
-            end_logits=logits[..., 1],
-            hidden_states=out.hidden_states,
-            attentions=out.attentions,
-        )
-        return result if return_dict else result.to_tuple()
+        return {"start_logits": logits[..., 0], "end_logits": logits[..., 1]}
 
 
 class FlaxXLMRobertaForQuestionAnswering(FlaxXLMRobertaPreTrainedModel):

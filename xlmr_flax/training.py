@@ -26,6 +26,23 @@ the global batch, so it equals the single-device loss::
 
 On CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` (set before importing jax)
 gives two devices to try this with.
+
+Packed batches (``segment_ids``, see ``FlaxXLMRobertaModel.__call__``) train sequence and token
+classification as they are: labels in the (batch, seq) slots / the packed layout, -100 elsewhere;
+loss and gradients equal those of the padded batch of the same sequences.
+
+Out-of-range values are never silent, per path:
+
+- the train steps (``check=True``, the default): *checked*. The values that only a concrete
+  array shows -- token ids, token types, position ids, packed sequence lengths, class labels --
+  are checked inside the compiled step with ``jax.experimental.checkify``; after the step the
+  first failed check raises ``checkify.JaxRuntimeError`` (a ``ValueError``) with the text the
+  eager checker (:mod:`xlmr.inputs`, :mod:`xlmr.losses`) gives, and the caller's parameters are
+  not replaced (with ``donate=True`` the donated buffers are gone all the same). Reading the
+  error waits for the step to finish;
+- ``check=False``, and your own ``jax.jit`` of the model or of :func:`xlmr_flax.losses.loss_fn`:
+  *poisoned*. Rows holding an out-of-range id come out NaN, an out-of-range label makes the loss
+  NaN.
 """
 
 from __future__ import annotations
@@ -37,9 +54,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import checkify
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from xlmr.config import XLMRobertaConfig
+from xlmr.inputs import max_sequence_length
+from xlmr.losses import IGNORE_INDEX, loss_spec, num_classes, problem_type
+from xlmr.protocols import PretrainedModel
+
 from .losses import compute_loss
+from .modeling import create_position_ids_from_input_ids
 
 BATCH_AXIS = "batch"
 
@@ -47,7 +71,11 @@ TrainStep = Callable[[Any, Any, Mapping, Any], tuple[Any, Any, jax.Array]]
 
 
 def decay_mask(params: Mapping) -> Any:
-    """Weight-decay mask as in HF's Flax examples: no decay for biases and LayerNorm scales."""
+    """Weight-decay mask as in HF's Flax examples: no decay for biases and LayerNorm scales.
+
+    Args:
+        params: A parameter tree.
+    """
 
     def visit(tree: Mapping, parent: str = "") -> dict:
         out = {}
@@ -83,8 +111,78 @@ def create_optimizer(
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), adamw)
 
 
-def _step_fn(model, optimizer: optax.GradientTransformation) -> TrainStep:
+# -- checks inside the compiled step ------------------------------------------------------------
+def _check_range(name: str, values: jax.Array, high: int, what: str, noun: str = "") -> None:
+    """checkify twin of the eager range check of :mod:`xlmr.inputs` (same text)."""
+    low, top = jnp.min(values), jnp.max(values)
+    text = f"{name} holds {noun}{{bad}}, outside [0, {what}={high})"
+    if noun:
+        text += " (largest {top}, smallest {low})"
+    checkify.check((low >= 0) & (top < high), text, bad=jnp.where(top >= high, top, low), top=top, low=low)
+
+
+def _check_classes(name: str, labels: jax.Array, n: int) -> None:
+    """checkify twin of :func:`xlmr.losses.check_labels`' class-id check (same text)."""
+    flat = jnp.ravel(labels)
+    bad = (flat != IGNORE_INDEX) & ((flat < 0) | (flat >= n))
+    checkify.check(
+        ~jnp.any(bad),
+        f"{name} contain {{bad}}, outside [0, {n}) (use {IGNORE_INDEX} to ignore a position)",
+        bad=flat[jnp.argmax(bad)],
+    )
+
+
+def _check_packed_lengths(config: XLMRobertaConfig, input_ids: jax.Array, segment_ids: jax.Array) -> None:
+    """checkify twin of the eager check that every packed sequence fits the position table."""
+    count = create_position_ids_from_input_ids(input_ids, config.pad_token_id, 0, segment_ids)
+    count = jnp.ravel(count - config.pad_token_id)  # tokens into each sequence so far
+    where = jnp.argmax(count)  # the last token of the first longest sequence
+    limit = max_sequence_length(config)
+    checkify.check(
+        count[where] <= limit,
+        "segment_ids row {row} packs sequence {k} of {n} tokens, longer than "
+        f"max_position_embeddings - padding_idx - 1 = {limit}",
+        row=where // input_ids.shape[-1],
+        k=jnp.ravel(segment_ids)[where],
+        n=count[where],
+    )
+
+
+def _check_values(model: PretrainedModel, batch: Mapping) -> None:
+    """Check, inside the compiled step, the values that :mod:`xlmr.inputs` and
+    :mod:`xlmr.losses` check eagerly (token ids, token types, positions, packed lengths, labels)."""
+    config, head = model.config, model.head
+    ids = jnp.asarray(batch["input_ids"])
+    _check_range("input_ids", ids, config.vocab_size, "vocab_size", noun="token id ")
+    if batch.get("token_type_ids") is not None:
+        types = jnp.asarray(batch["token_type_ids"])
+        _check_range("token_type_ids", types, config.type_vocab_size, "type_vocab_size")
+    if config.position_embedding_type == "absolute":
+        if batch.get("position_ids") is not None:
+            positions = jnp.asarray(batch["position_ids"])
+            _check_range("position_ids", positions, config.max_position_embeddings, "max_position_embeddings")
+        elif batch.get("segment_ids") is not None:
+            _check_packed_lengths(config, ids, jnp.asarray(batch["segment_ids"]))
+    spec = loss_spec(head)
+    for name in spec.label_args:
+        if batch.get(name) is None:
+            continue  # the loss names what is missing
+        labels = jnp.asarray(batch[name])
+        if spec.kind == "span" or (
+            spec.label_rank is None
+            and problem_type(config, np.dtype(labels.dtype).kind, write_back=False)
+            != "single_label_classification"
+        ):
+            continue  # clamped positions, float targets: no range
+        _check_classes(name, labels, num_classes(spec, config, ids.shape[:2]))
+
+
+# -- the train steps ---------------------------------------------------------------------------
+def _step_fn(model: PretrainedModel, optimizer: optax.GradientTransformation, check: bool) -> TrainStep:
     def train_step(params, opt_state, batch, dropout_rng):
+        if check:
+            _check_values(model, batch)
+
         def loss_of(p):
             loss, _ = compute_loss(
                 model, batch, params=p, dropout_rng=dropout_rng, train=dropout_rng is not None
@@ -98,7 +196,48 @@ def _step_fn(model, optimizer: optax.GradientTransformation) -> TrainStep:
     return train_step
 
 
-def make_train_step(model, optimizer: optax.GradientTransformation, donate: bool = False) -> TrainStep:
+class _CheckedStep:
+    """A jitted ``checkify``-ed train step: runs the step, then raises its first failed check.
+
+    Attributes of the jitted function (``lower``, ``_cache_size``...) are reachable through it.
+    """
+
+    def __init__(self, jitted: Callable) -> None:
+        self._jitted = jitted
+
+    def __call__(
+        self, params: Any, opt_state: Any, batch: Mapping, dropout_rng: Any
+    ) -> tuple[Any, Any, jax.Array]:
+        error, result = self._jitted(params, opt_state, batch, dropout_rng)
+        error.throw()
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_jitted":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self._jitted, name)
+
+
+def _compile(
+    model: PretrainedModel,
+    optimizer: optax.GradientTransformation,
+    check: bool,
+    donate: bool,
+    **jit_kwargs: Any,
+) -> TrainStep:
+    step = _step_fn(model, optimizer, check)
+    donate_argnums = (0, 1) if donate else ()
+    if not check:
+        return jax.jit(step, donate_argnums=donate_argnums, **jit_kwargs)
+    if "out_shardings" in jit_kwargs:  # the error comes first, replicated like the rest
+        jit_kwargs["out_shardings"] = (jit_kwargs["in_shardings"][0], jit_kwargs["out_shardings"])
+    checked = checkify.checkify(step, errors=checkify.user_checks)
+    return _CheckedStep(jax.jit(checked, donate_argnums=donate_argnums, **jit_kwargs))
+
+
+def make_train_step(
+    model: PretrainedModel, optimizer: optax.GradientTransformation, donate: bool = False, check: bool = True
+) -> TrainStep:
     """A jitted ``(params, opt_state, batch, dropout_rng) -> (params, opt_state, loss)``.
 
     Args:
@@ -106,6 +245,9 @@ def make_train_step(model, optimizer: optax.GradientTransformation, donate: bool
         optimizer: An optax transformation (e.g. :func:`create_optimizer`); ``opt_state =
             optimizer.init(params)``.
         donate: Donate the old params and optimizer state buffers (saves memory on accelerators).
+        check: Check token ids, token types, positions and labels inside the step and raise on
+            the first bad one (see the module docstring); ``False`` skips the checks and the wait
+            for their result, and out-of-range values make the loss NaN instead.
 
     Example:
         >>> import jax, numpy as np
@@ -120,11 +262,16 @@ def make_train_step(model, optimizer: optax.GradientTransformation, donate: bool
         >>> params, opt_state, loss = make_train_step(model, optimizer)(params, opt_state, batch,
         ...                                                              jax.random.PRNGKey(0))
     """
-    return jax.jit(_step_fn(model, optimizer), donate_argnums=(0, 1) if donate else ())
+    return _compile(model, optimizer, check, donate)
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None, axis_name: str = BATCH_AXIS) -> Mesh:
-    """A 1-D device mesh for data parallelism (all devices by default)."""
+    """A 1-D device mesh for data parallelism (all devices by default).
+
+    Args:
+        devices: The devices (default ``jax.devices()``).
+        axis_name: Name of the mesh axis.
+    """
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("make_mesh needs at least one device")
@@ -132,12 +279,22 @@ def make_mesh(devices: Sequence[jax.Device] | None = None, axis_name: str = BATC
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Place every array of ``tree`` on all devices of ``mesh`` (replicated)."""
+    """Place every array of ``tree`` on all devices of ``mesh`` (replicated).
+
+    Args:
+        tree: A pytree of arrays (params, optimizer state).
+        mesh: The device mesh.
+    """
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
 def shard_batch(batch: Mapping, mesh: Mesh, axis_name: str = BATCH_AXIS) -> dict:
     """Split every array of ``batch`` along its first (batch) axis across the mesh's devices.
+
+    Args:
+        batch: Dict of arrays (inputs, ``segment_ids``, labels).
+        mesh: The device mesh.
+        axis_name: The mesh axis to split over.
 
     Raises:
         ValueError: naming the array whose batch size the device count does not divide.
@@ -156,22 +313,33 @@ def shard_batch(batch: Mapping, mesh: Mesh, axis_name: str = BATCH_AXIS) -> dict
 
 
 def make_data_parallel_train_step(
-    model,
+    model: PretrainedModel,
     optimizer: optax.GradientTransformation,
     mesh: Mesh,
     axis_name: str = BATCH_AXIS,
     donate: bool = False,
+    check: bool = True,
 ) -> TrainStep:
     """The train step of :func:`make_train_step`, jitted for data parallelism over ``mesh``.
 
     Params, optimizer state and the dropout key are replicated; the batch is sharded along
     ``axis_name`` (use :func:`shard_batch`); the returned params, state and loss are replicated.
+
+    Args:
+        model: A Flax XLM-R model.
+        optimizer: An optax transformation.
+        mesh: The device mesh (:func:`make_mesh`).
+        axis_name: The mesh axis the batch is split over.
+        donate: Donate the old params and optimizer state buffers.
+        check: As in :func:`make_train_step`.
     """
     replicated = NamedSharding(mesh, PartitionSpec())
     data = NamedSharding(mesh, PartitionSpec(axis_name))
-    return jax.jit(
-        _step_fn(model, optimizer),
+    return _compile(
+        model,
+        optimizer,
+        check,
+        donate,
         in_shardings=(replicated, replicated, data, replicated),
         out_shardings=(replicated, replicated, replicated),
-        donate_argnums=(0, 1) if donate else (),
     )

@@ -29,7 +29,6 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torch.utils._pytree as pytree
@@ -978,14 +977,10 @@ class XLMRobertaPreTrainedModel(nn.Module):
         batch = shape.batch
         if shape.num_choices is not None and batch is not None:
             batch //= shape.num_choices  # labels are per example, not per choice
-        if segment_ids is not None and head.per_sequence:
-            infos, batch = self._slot_labels(infos, shape, segment_ids), None
-        elif segment_ids is not None and spec.label_rank == 1:
-            raise ValueError(
-                f"the {head.name} loss does not take packed rows (segment_ids): "
-                f"its {' and '.join(spec.label_args)} index whole rows"
-            )
-        check_labels(head, config, infos, batch=batch, seq=shape.seq, num_choices=shape.num_choices)
+        check_labels(
+            head, config, infos, batch=batch, seq=shape.seq, num_choices=shape.num_choices,
+            segment_ids=None if segment_ids is None else array_info(segment_ids),
+        )  # fmt: skip
         if _compiling_graph():  # values unknown now: the graph asserts the class ids itself
             kind = infos[spec.label_args[0]].kind
             classes = spec.kind != "sequence_classification" or (
@@ -997,46 +992,6 @@ class XLMRobertaPreTrainedModel(nn.Module):
                 for name, value in labels.items():
                     labels[name] = _assert_in_range(name, value, n, what, ignore=IGNORE_INDEX)
         return labels
-
-    def _slot_labels(
-        self, infos: dict[str, ArrayInfo], shape: InputShape, segment_ids: torch.Tensor
-    ) -> dict[str, ArrayInfo]:
-        """Packed per-sequence labels: one class id per (batch, seq) slot, -100 in the empty slots.
-
-        Checked here, then handed to :func:`xlmr.losses.check_labels` as one flat list of labels
-        (its ``num_sequences`` rule expects (num_sequences,) labels, not the slot layout).
-        """
-        head = self.head
-        (name, info), *_ = infos.items()  # per-sequence heads have one label argument
-        ptype = problem_type(self.config, info.kind, write_back=False)
-        if ptype != "single_label_classification":
-            raise ValueError(
-                f"packed rows (segment_ids) take single-label classification only (one class id per "
-                f"sequence slot); this call is {ptype} (config.problem_type, num_labels or float labels)"
-            )
-        want = (shape.batch, shape.seq)
-        if len(info.shape) != 2 or any(
-            a is not None and b is not None and a != b for a, b in zip(info.shape, want)
-        ):
-            raise ValueError(
-                f"{name} has shape {tuple(info.shape)}; with segment_ids the {head.name} head expects one "
-                f"label per sequence slot, shape (batch, seq) = {want}, -100 in the slots past each row's "
-                "last sequence"
-            )
-        values = info.values
-        if values is not None:
-            seg = array_info(segment_ids).values
-            if seg is not None:
-                empty = seg.max(axis=-1, keepdims=True) <= np.arange(seg.shape[-1])
-                stray = values[empty & (values != IGNORE_INDEX)]
-                if stray.size:
-                    raise ValueError(
-                        f"{name} holds {int(stray[0])} in a slot past its row's last packed sequence; "
-                        f"empty slots take {IGNORE_INDEX}"
-                    )
-            values = values.reshape(-1)
-        size = None if None in info.shape else info.shape[0] * info.shape[1]
-        return {name: ArrayInfo((size,), info.kind, values)}
 
     def _backbone(self, args: Mapping[str, Any]) -> _Run:
         """Check one call (once, against this head's rules) and run the backbone on it.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from tests.reference import canonical_state_dict, head_config, hf_torch_model
@@ -31,16 +33,30 @@ def _numpy(obj):
     return np.asarray(obj)
 
 
-def forward(model, inputs, **kwargs):
+def _run(model, params, inputs, kwargs):
+    """Call ``model`` with numpy ``inputs``; the loss from its outputs when labels are in them."""
     from xlmr_flax.losses import loss_fn, split_batch
 
-    kwargs = {k: v for k, v in kwargs.items() if k not in _DROPPED_KWARGS}
     model_inputs, labels = split_batch(inputs)
-    outputs = model(**model_inputs, **kwargs, return_dict=True)
+    outputs = model(**model_inputs, **kwargs, params=params, return_dict=True)
     result = dict(outputs)
     if labels and model.head.loss is not None:
         result["loss"] = loss_fn(model.head, outputs, labels, model.config)
-    return _numpy(result)
+    return result
+
+
+def forward(model, inputs, **kwargs):
+    kwargs = {k: v for k, v in kwargs.items() if k not in _DROPPED_KWARGS}
+    return _numpy(_run(model, None, inputs, kwargs))
+
+
+def forward_compiled(model, inputs, **kwargs):
+    """``forward`` through ``jax.jit`` (params and inputs traced; call flags static)."""
+    import jax
+
+    kwargs = {k: v for k, v in kwargs.items() if k not in _DROPPED_KWARGS}
+    run = jax.jit(lambda params, feed: _run(model, params, feed, kwargs))
+    return _numpy(run(model.params, inputs))
 
 
 # -- helpers shared by tests/test_flax*.py ----------------------------------------------------------
@@ -70,9 +86,11 @@ def reference(head: str, **overrides):
 def ours(head: str, **overrides):
     """Our Flax model of ``head`` holding the reference's weights, plus the config and state dict."""
     config, pt_model, state_dict = reference(head, **overrides)
-    model = flax_class(head)(config, input_shape=input_shape(head))
+    # A copy: the loss writes an inferred problem type back into the model's config, and the
+    # reference's config is shared by every model built from it in this process.
+    model = flax_class(head)(copy.deepcopy(config), input_shape=input_shape(head))
     model.load_canonical_state_dict(state_dict)
-    return model, config, pt_model, state_dict
+    return model, model.config, pt_model, state_dict
 
 
 def loss_and_grads(model, inputs):
