@@ -2,14 +2,22 @@
 
 Exit status 0 on success (one summary line on stdout); 1 with a one-line ``error: ...`` on
 stderr for bad input (missing or unreadable source, weights that do not fit the config, an
-existing destination without ``--force``); 2 for bad arguments; 130 when interrupted.
+existing destination without ``--force``); 2 for bad arguments; 130 when interrupted (Ctrl-C),
+143 when terminated (SIGTERM). Interrupted or terminated, the destination is left as it was
+and the temporary files are removed; killed outright (SIGKILL), it is still the old or the new
+checkpoint, and the next run removes the temporary directory left beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
+
+from xlmr._fileio import Terminated
 
 from .common import DTYPES
 from .convert import convert
@@ -41,9 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", required=True, type=_format, choices=tuple(FORMATS), help="weight format to write"
     )
     parser.add_argument("--dtype", choices=DTYPES, help="cast the weights (exact numpy / ml_dtypes casts)")
+    parser.add_argument(
+        "--allow-overflow",
+        action="store_true",
+        help="with --dtype float16: write values beyond its range as inf (default: refuse, naming the tensor)",
+    )
     parser.add_argument("--config", help="config.json to use when SRC is a weight file without one beside it")
     parser.add_argument("--max-shard-size", help="write HF shards + index above this size, e.g. 2GB")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing weight file in DST")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the weight files DST holds (of any format: stale ones go)",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return parser
 
@@ -60,6 +77,23 @@ def _progress(quiet: bool):
     return start
 
 
+@contextlib.contextmanager
+def _sigterm_raises():
+    """SIGTERM raises :class:`Terminated` while converting (main thread only), so clean-ups run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated("terminated by SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -67,19 +101,24 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     try:
-        summary = convert(
-            args.src,
-            args.dst,
-            args.to,
-            dtype=args.dtype,
-            force=args.force,
-            config=args.config,
-            max_shard_size=args.max_shard_size,
-            progress=_progress(args.quiet),
-        )
+        with _sigterm_raises():
+            summary = convert(
+                args.src,
+                args.dst,
+                args.to,
+                dtype=args.dtype,
+                force=args.force,
+                config=args.config,
+                max_shard_size=args.max_shard_size,
+                progress=_progress(args.quiet),
+                allow_overflow=args.allow_overflow,
+            )
     except KeyboardInterrupt:
         print("error: interrupted; no file was replaced", file=sys.stderr)
         return 130
+    except Terminated:
+        print("error: terminated; no file was replaced", file=sys.stderr)
+        return 143
     except (OSError, ValueError, KeyError, ImportError, RuntimeError) as err:
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"error: {message}", file=sys.stderr)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from xlmr import weights as W
-from xlmr._fileio import temp_path
-from xlmr.config import XLMRobertaConfig
+from xlmr._fileio import UnsafePathError, contained_path, temp_path
+from xlmr.config import MAX_JSON_DEPTH, XLMRobertaConfig, json_depth
 from xlmr.heads import Head
 
 
@@ -58,7 +58,8 @@ def np_dtype(name: str | np.dtype) -> np.dtype:
 def cast(array: np.ndarray, dtype: np.dtype | None) -> np.ndarray:
     """Exact numpy / ml_dtypes cast (round to nearest even), C-contiguous."""
     if dtype is not None and array.dtype != dtype:
-        array = array.astype(dtype)
+        with np.errstate(over="ignore"):  # values beyond the range were refused or allowed upstream
+            array = array.astype(dtype)
     return np.ascontiguousarray(array)
 
 
@@ -224,18 +225,50 @@ def index_json(weight_map: Mapping[str, str], total_size: int, total_parameters:
     return json.dumps(index, indent=2, sort_keys=True) + "\n"
 
 
-def read_index(path: Path) -> tuple[dict[str, str], list[Path]]:
-    """``weight_map`` and the shard files of a ``*.index.json`` (checking that they exist)."""
+def read_json(path: Path, what: str) -> object:
+    """Parsed JSON of a small checkpoint file; not UTF-8, not JSON or nested absurdly deep -> CheckpointError."""
     try:
-        index = json.loads(Path(path).read_text())
-        weight_map = index["weight_map"]
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise KeyError("weight_map is empty")
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: not a valid shard index ({type(err).__name__}: {err})") from None
+        text = Path(path).read_bytes().decode("utf-8")
+        obj = json.loads(text)
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path}: not a valid {what}: not UTF-8 text (byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: not a valid {what}: not JSON ({err})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: not a valid {what}: JSON nested too deeply") from None
+    if json_depth(obj) > MAX_JSON_DEPTH:
+        raise CheckpointError(
+            f"{path}: not a valid {what}: JSON nested more than {MAX_JSON_DEPTH} levels deep"
+        )
+    return obj
+
+
+def read_index(path: Path, root: str | os.PathLike | None = None) -> tuple[dict[str, str], list[Path]]:
+    """``weight_map`` and the shard files of a ``*.index.json`` (checking that they exist).
+
+    Every shard name must resolve inside the index's directory (or ``root``, see
+    :func:`xlmr._fileio.contained_path`): ``../x`` and absolute names, and symlinks pointing out,
+    are refused.
+    """
+    path = Path(path)
+    index = read_json(path, "shard index")
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        found = "no JSON object" if not isinstance(index, dict) else f"weight_map is {weight_map!r}"[:80]
+        raise CheckpointError(
+            f"{path}: not a valid shard index (needs a non-empty 'weight_map' object; {found})"
+        )
+    for key, name in weight_map.items():
+        if not isinstance(name, str):
+            raise CheckpointError(
+                f"{path}: weight_map[{key!r}] must be a shard file name (a string), got {type(name).__name__} {name!r}"
+            )
     shards = []
     for name in dict.fromkeys(weight_map.values()):
-        shard = Path(path).parent / name
+        try:
+            shard = contained_path(path.parent, name, what="shard", root=root)
+        except UnsafePathError as err:
+            raise UnsafePathError(f"{path}: {err}") from None
         if not shard.is_file():
             raise CheckpointError(f"{path}: shard {name} is missing")
         shards.append(shard)
@@ -247,6 +280,7 @@ def open_checkpoint(
     open_files: Callable[[list[Path]], LazyStateDict],
     stored_names: Callable[[LazyStateDict], set[str]] = lambda out: {t.native for t in out.values()},
     index_name: Callable[[str], str] = lambda name: name,
+    root: str | os.PathLike | None = None,
 ) -> LazyStateDict:
     """Open one weight file, or every shard of a ``*.index.json``, lazily.
 
@@ -256,7 +290,7 @@ def open_checkpoint(
     path = Path(path)
     if not path.name.endswith(".index.json"):
         return open_files([path])
-    weight_map, shards = read_index(path)
+    weight_map, shards = read_index(path, root)
     out = open_files(shards)
     stored = stored_names(out)
     missing = sorted(n for n in weight_map if n not in stored and index_name(n) not in stored)
@@ -314,11 +348,33 @@ class Staged:
         self.files = []
 
 
+def writable(path: Path):
+    """Open ``path`` for writing (binary); every writer goes through here (tests simulate a full disk)."""
+    return open(path, "wb")  # noqa: SIM115 -- the caller closes it
+
+
 def staging(target: Path, fmt: str, body: Callable[[Staged], None]) -> Staged:
-    """Run ``body`` on a new :class:`Staged`; on any failure (or Ctrl-C) remove what it wrote."""
+    """Run ``body`` on a new :class:`Staged`; on any failure (or Ctrl-C) remove what it wrote.
+
+    A failed write (a full disk...) is an ``OSError`` naming the file being written, also where
+    the writing library hid it (torch raises a RuntimeError whose context is the OSError).
+    """
     staged = Staged(target=target, format=fmt)
     try:
         body(staged)
+    except OSError as err:
+        staged_name = str(staged.files[-1][1]) if staged.files else str(target)
+        staged.abort()
+        if err.filename is None:
+            err.filename = staged_name
+        raise
+    except RuntimeError as err:
+        staged_name = str(staged.files[-1][1]) if staged.files else str(target)
+        staged.abort()
+        cause = err.__cause__ or err.__context__
+        if isinstance(cause, OSError):
+            raise OSError(cause.errno, cause.strerror or str(cause), staged_name) from None
+        raise
     except BaseException:
         staged.abort()
         raise

@@ -19,6 +19,7 @@ transposed) plus the short table of exceptions below, all taken from HF's TF cod
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -125,6 +126,62 @@ def _dataset_loader(dset, where: str):
     return load
 
 
+def _get(h5py, group, path: str, where: str):
+    """``group[path]``, following hard links only: external links (another file), soft and
+    user-defined links are refused before HDF5 follows them, at every step of the path."""
+    node = group
+    parts = [p for p in path.split("/") if p]
+    if path.startswith("/"):
+        node = group.file
+    for i, part in enumerate(parts):
+        if not isinstance(node, h5py.Group):
+            raise KeyError(f"{'/'.join(parts[:i])} is not a group")
+        link = node.get(part, getlink=True)
+        if link is None:
+            raise KeyError(f"'{'/'.join(parts[: i + 1])}' not found")
+        if isinstance(link, h5py.ExternalLink):
+            raise CheckpointError(
+                f"{where}: {'/'.join(parts[: i + 1])} is an external link to {link.filename}:{link.path}; "
+                "a weight file must hold its own data (refusing to read another file)"
+            )
+        if not isinstance(link, h5py.HardLink):
+            raise CheckpointError(
+                f"{where}: {'/'.join(parts[: i + 1])} is a {type(link).__name__}, not a plain (hard) link"
+            )
+        node = node[part]
+    return node
+
+
+def _check_dataset(h5py, dset, where: str, file_size: int) -> None:
+    """A dataset whose bytes are this file's own, fully written, of a float type -- checked without reading it."""
+    if not isinstance(dset, h5py.Dataset):
+        raise CheckpointError(f"{where}: is a {type(dset).__name__}, not a dataset")
+    if dset.is_virtual:
+        raise CheckpointError(f"{where}: is a virtual dataset (its data lives in other files); refusing it")
+    if dset.external:
+        files = sorted({str(entry[0]) for entry in dset.external})
+        raise CheckpointError(
+            f"{where}: has external storage in {', '.join(files)}; a weight file must hold its own data"
+        )
+    if dset.shape is None:
+        raise CheckpointError(f"{where}: is an empty (null-dataspace) dataset, not a weight")
+    if dset.dtype.kind != "f" or dset.dtype.itemsize not in (2, 4, 8):
+        raise CheckpointError(f"{where}: has dtype {dset.dtype}, expected float")
+    nbytes = math.prod(dset.shape) * dset.dtype.itemsize
+    stored = dset.id.get_storage_size()
+    if nbytes and not stored:
+        raise CheckpointError(
+            f"{where}: declares {nbytes} bytes of data ({dset.shape} {dset.dtype}) but none was written"
+        )
+    if dset.chunks is None:  # contiguous (or compact): the bytes are in the file, all of them
+        offset = dset.id.get_offset()
+        if stored != nbytes or (offset is not None and offset + stored > file_size):
+            raise CheckpointError(
+                f"{where}: declares {nbytes} bytes ({dset.shape} {dset.dtype}) but the file holds "
+                f"{stored} of them{'' if offset is None else f' at {offset} (file has {file_size} bytes)'}"
+            )
+
+
 def open_files(paths: list[Path]) -> LazyStateDict:
     h5py = _h5py()
     out = LazyStateDict()
@@ -134,28 +191,39 @@ def open_files(paths: list[Path]) -> LazyStateDict:
         except OSError as err:
             raise CheckpointError(f"{path}: not a readable HDF5 file ({err})") from None
         out.add_closer(f.close)
+        file_size = Path(path).stat().st_size
         try:
             names = _load_attr(f, "layer_names")
             if not names:
                 raise CheckpointError(f"{path}: no 'layer_names' attribute: not a Keras / HF TF weight file")
             entries = []
-            if isinstance(f.get(names[0]), h5py.Dataset):  # a shard: flat datasets
-                entries = [(name, f[name]) for name in names]
+            first = _get(h5py, f, names[0], f"{path}: {names[0]}")
+            if isinstance(first, h5py.Dataset):  # a shard: flat datasets
+                entries = [(name, _get(h5py, f, name, f"{path}: {name}")) for name in names]
             else:
                 for layer in names:
-                    group = f[layer]
+                    group = _get(h5py, f, layer, f"{path}: {layer}")
+                    if not isinstance(group, h5py.Group):
+                        raise CheckpointError(f"{path}: layer {layer} is not a group")
                     for weight in _load_attr(group, "weight_names"):
                         # The first scope is the model's name (it varies); HF drops it too.
-                        entries.append(("/".join(weight.split("/")[1:]), group[weight]))
+                        dset = _get(h5py, group, weight, f"{path}: {layer}/{weight}")
+                        entries.append(("/".join(weight.split("/")[1:]), dset))
         except KeyError as err:
             out.close()
             raise CheckpointError(f"{path}: listed weight or layer is missing ({err})") from None
+        except BaseException:
+            out.close()
+            raise
         for native, dset in entries:
             key, transpose = tf_name_to_canonical(native)
             if key in out:  # the LM head's group lists the embeddings again
                 continue
-            if dset.dtype.kind != "f":
-                raise CheckpointError(f"{path}: {native} has dtype {dset.dtype}, expected float")
+            try:
+                _check_dataset(h5py, dset, f"{path}: {native}", file_size)
+            except BaseException:
+                out.close()
+                raise
             lazy = LazyTensor(
                 dset.shape, dset.dtype, _dataset_loader(dset, f"{path}: {native}"), native=native
             )
@@ -164,9 +232,11 @@ def open_files(paths: list[Path]) -> LazyStateDict:
     return out
 
 
-def open_checkpoint(path: Path) -> LazyStateDict:
+def open_checkpoint(path: Path, root=None) -> LazyStateDict:
     # HF's h5 index names weights with the model scope first; the shards store them without it.
-    return common.open_checkpoint(path, open_files, index_name=lambda n: "/".join(n.split("/")[1:]))
+    return common.open_checkpoint(
+        path, open_files, index_name=lambda n: "/".join(n.split("/")[1:]), root=root
+    )
 
 
 def read(path: Path) -> dict[str, np.ndarray]:

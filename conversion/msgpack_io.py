@@ -14,6 +14,7 @@ older files spelling layer norms ``gamma`` / ``beta`` read too.
 
 from __future__ import annotations
 
+import math
 import mmap
 import struct
 from collections.abc import Callable, Mapping
@@ -48,6 +49,10 @@ SINGLE, INDEX = "flax_model.msgpack", "flax_model.msgpack.index.json"
 EXT_NDARRAY, EXT_NPSCALAR = 1, 3  # flax.serialization._MsgpackExtType
 MAX_CHUNK_SIZE = 2**30  # flax.serialization.MAX_CHUNK_SIZE
 _CHUNKED = "__msgpack_chunked_array__"
+MAX_DEPTH = 64  # a params tree is about 8 levels deep; this bounds the walker's recursion
+# The dtype names an array record may carry (flax writes ``dtype.name``); never "object" and friends.
+_DTYPE_NAMES = ("float16", "float32", "float64", "bfloat16", "int8", "int16", "int32", "int64",
+                "uint8", "uint16", "uint32", "uint64", "bool")  # fmt: skip
 
 
 # -- reading: a small msgpack walker that leaves array bytes where they are ----------------------------
@@ -67,6 +72,7 @@ _FIXED = {0xCA: ">f", 0xCB: ">d", 0xCC: ">B", 0xCD: ">H", 0xCE: ">I", 0xCF: ">Q"
 class _Walker:
     def __init__(self, buf, where: str):
         self.buf, self.n, self.where = buf, len(buf), where
+        self.depth = 0
 
     def _need(self, pos: int, k: int) -> int:
         if pos + k > self.n:
@@ -132,19 +138,61 @@ class _Walker:
         except UnicodeDecodeError:
             raise CheckpointError(f"{self.where}: corrupt msgpack string at offset {pos}") from None
 
+    def _enter(self, pos: int, n: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise CheckpointError(
+                f"{self.where}: msgpack data nested more than {MAX_DEPTH} levels deep (offset {pos}): "
+                "not a Flax params file"
+            )
+        if n > self.n - pos:  # every item takes at least one byte
+            raise CheckpointError(
+                f"{self.where}: msgpack data is truncated (a container of {n} items at {pos})"
+            )
+
     def _array(self, pos: int, n: int):
+        self._enter(pos, n)
         out = []
         for _ in range(n):
             item, pos = self.value(pos)
             out.append(item)
+        self.depth -= 1
         return out, pos
 
     def _map(self, pos: int, n: int):
+        self._enter(pos, 2 * n)
         out = {}
         for _ in range(n):
+            at = pos
             key, pos = self.value(pos)
+            if not isinstance(key, str | int) or isinstance(key, bool):
+                raise CheckpointError(
+                    f"{self.where}: msgpack map key at offset {at} is a {type(key).__name__}, not a name"
+                )
+            if str(key) in out:
+                raise CheckpointError(f"{self.where}: msgpack map repeats the key {key!r} (offset {at})")
             out[str(key)], pos = self.value(pos)
+        self.depth -= 1
         return out, pos
+
+
+def _shape(value, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+    ):
+        raise CheckpointError(f"{where}: shape must be a list of non-negative integers, got {value!r}"[:300])
+    return tuple(value)
+
+
+def _array_dtype(name, where: str) -> np.dtype:
+    """The dtype an array record names: numeric types only (an object dtype would read pointers)."""
+    if isinstance(name, _Span):
+        raise CheckpointError(f"{where}: dtype name must be a string, got binary data")
+    if not isinstance(name, str) or name not in _DTYPE_NAMES:
+        raise CheckpointError(
+            f"{where}: unsupported array dtype {name!r} (expected one of {', '.join(_DTYPE_NAMES)})"[:300]
+        )
+    return np_dtype(name)
 
 
 def _ndarray(walker: _Walker, span: _Span, f, where: str) -> LazyTensor:
@@ -152,24 +200,56 @@ def _ndarray(walker: _Walker, span: _Span, f, where: str) -> LazyTensor:
     parsed, end = walker.value(span.offset)
     ok = isinstance(parsed, list) and len(parsed) == 3 and isinstance(parsed[2], _Span)
     if not ok or end != span.offset + span.length:
-        raise CheckpointError(f"{where}: corrupt array record")
+        raise CheckpointError(f"{where}: corrupt array record (expected [shape, dtype name, bytes])")
     shape, name, data = parsed
-    dtype = np_dtype(name.decode() if isinstance(name, bytes) else str(name))
-    if data.length != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
-        raise CheckpointError(f"{where}: {data.length} bytes do not fit shape {shape} {dtype}")
-    return LazyTensor(
-        shape, dtype, lambda: read_exact(f, data.offset, tuple(shape), dtype, where), native=where
-    )
+    shape = _shape(shape, where)
+    dtype = _array_dtype(name, where)
+    if data.code != -1:
+        raise CheckpointError(f"{where}: array bytes must be msgpack bin, got an extension")
+    if data.length != math.prod(shape) * dtype.itemsize:
+        raise CheckpointError(f"{where}: {data.length} bytes do not fit shape {list(shape)} {dtype}")
+    return LazyTensor(shape, dtype, lambda: read_exact(f, data.offset, shape, dtype, where), native=where)
+
+
+def _chunked(walker: _Walker, node: dict, f, where: str) -> LazyTensor:
+    """flax's ``{"__msgpack_chunked_array__": True, "shape": {"0": d0, ...}, "chunks": {"0": a0, ...}}``."""
+    if set(node) != {_CHUNKED, "shape", "chunks"}:
+        raise CheckpointError(
+            f"{where}: chunked array needs exactly 'shape' and 'chunks', got {sorted(node)}"
+        )
+
+    def numbered(value, what):
+        if not isinstance(value, dict) or sorted(value) != sorted(str(i) for i in range(len(value))):
+            raise CheckpointError(f"{where}: chunked array {what} must be a map keyed 0..n-1")
+        return [value[str(i)] for i in range(len(value))]
+
+    shape = _shape(numbered(node["shape"], "shape"), where)
+    chunks = []
+    for i, chunk in enumerate(numbered(node["chunks"], "chunks")):
+        if not (isinstance(chunk, _Span) and chunk.code == EXT_NDARRAY):
+            raise CheckpointError(f"{where}: chunk {i} of a chunked array is not an array")
+        chunks.append(_ndarray(walker, chunk, f, f"{where} (chunk {i})"))
+    if not chunks:
+        raise CheckpointError(f"{where}: chunked array has no chunks")
+    dtypes = {c.dtype for c in chunks}
+    if len(dtypes) != 1 or any(len(c.shape) != 1 for c in chunks):
+        raise CheckpointError(f"{where}: chunks of a chunked array must be flat and of one dtype")
+    if sum(c.size for c in chunks) != math.prod(shape):
+        raise CheckpointError(
+            f"{where}: chunked array declares shape {list(shape)} ({math.prod(shape)} values) but its chunks "
+            f"hold {sum(c.size for c in chunks)}"
+        )
+    return LazyTensor(shape, chunks[0].dtype,
+                      lambda: np.concatenate([c.load() for c in chunks]).reshape(shape), native=where)  # fmt: skip
 
 
 def _leaves(walker: _Walker, node, f, where: str):
     """Replace extension spans with LazyTensors and chunked-array maps with one LazyTensor."""
     if isinstance(node, dict):
-        if node.get(_CHUNKED) is True:
-            shape = tuple(node["shape"][str(i)] for i in range(len(node["shape"])))
-            chunks = [_leaves(walker, node["chunks"][str(i)], f, where) for i in range(len(node["chunks"]))]
-            return LazyTensor(shape, chunks[0].dtype,
-                              lambda: np.concatenate([c.load() for c in chunks]).reshape(shape), native=where)  # fmt: skip
+        if _CHUNKED in node:
+            if node[_CHUNKED] is not True:
+                raise CheckpointError(f"{where}: {_CHUNKED} must be true")
+            return _chunked(walker, node, f, where)
         return {k: _leaves(walker, v, f, f"{where}/{k}" if where else k) for k, v in node.items()}
     if isinstance(node, _Span) and node.code in (EXT_NDARRAY, EXT_NPSCALAR):
         return _ndarray(walker, node, f, where)
@@ -192,7 +272,10 @@ def open_files(paths: list[Path]) -> LazyStateDict:
                 raise CheckpointError(f"{path}: not a Flax params file (top level is not a map)")
             if set(tree) == {"params"}:
                 tree = tree["params"]
-            tree = _leaves(walker, tree, f, "")
+            try:
+                tree = _leaves(walker, tree, f, "")
+            except CheckpointError as err:
+                raise CheckpointError(f"{path}: {err}") from None
         for path_parts, lazy in W.flatten_tree(tree).items():
             lazy.native = "/".join(path_parts)
             try:
@@ -203,8 +286,8 @@ def open_files(paths: list[Path]) -> LazyStateDict:
     return out
 
 
-def open_checkpoint(path: Path) -> LazyStateDict:
-    return common.open_checkpoint(path, open_files)
+def open_checkpoint(path: Path, root=None) -> LazyStateDict:
+    return common.open_checkpoint(path, open_files, root=root)
 
 
 def read(path: Path) -> dict[str, np.ndarray]:
@@ -298,7 +381,7 @@ def stage(state_dict: Mapping, config: XLMRobertaConfig, head: Head, target: Pat
         weight_map = {}
         for i, block in enumerate(shards):
             name = shard_name(SINGLE, i, len(shards)) if len(shards) > 1 else target.name
-            with staged.add(target.parent / name).open("wb") as f:
+            with common.writable(staged.add(target.parent / name)) as f:
                 _write_tree(f, W.unflatten_tree({paths[k][0]: k for k in block}), emit)
             weight_map.update({"/".join(paths[k][0]): name for k in block})
         if len(shards) > 1:

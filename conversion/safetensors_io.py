@@ -13,6 +13,7 @@ Files written by HF's TF and Flax ``save_pretrained(safe_serialization=True)`` (
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from xlmr import weights as W
-from xlmr.config import XLMRobertaConfig
+from xlmr.config import MAX_JSON_DEPTH, XLMRobertaConfig, json_depth
 from xlmr.heads import Head
 
 from . import common
@@ -65,8 +66,48 @@ def _code(dtype: np.dtype) -> str:
     return _NAMES[name]
 
 
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_entry(path: Path, name: str, info) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """dtype, shape and data offsets of one header entry, each field checked as safetensors does."""
+    where = f"{path}: tensor {name!r}"
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{where}: header entry must be an object, got {type(info).__name__}")
+    for field in ("dtype", "shape", "data_offsets"):
+        if field not in info:
+            raise CheckpointError(f"{where}: header entry has no {field!r}")
+    code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if not isinstance(code, str):
+        raise CheckpointError(f"{where}: dtype must be a string, got {code!r}")
+    dtype = _dtype(code, where)
+    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+        raise CheckpointError(f"{where}: shape must be a list of non-negative integers, got {shape!r}"[:300])
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)):
+        raise CheckpointError(
+            f"{where}: data_offsets must be two non-negative integers, got {offsets!r}"[:300]
+        )
+    begin, end = offsets
+    nbytes = math.prod(shape) * dtype.itemsize
+    if end < begin or end - begin != nbytes:
+        raise CheckpointError(
+            f"{where}: data_offsets {begin}..{end} do not fit shape {shape} {code} ({nbytes} bytes)"
+        )
+    return dtype, tuple(shape), begin, end
+
+
 def read_header(path: Path) -> tuple[dict, int]:
-    """The parsed JSON header and the offset where the data starts; checks it fits the file."""
+    """The parsed, validated JSON header and the offset where the data starts.
+
+    Checked before any tensor is read, with the safetensors library's rules: the header is a
+    UTF-8 JSON object of at most 100 MB; ``__metadata__`` maps strings to strings; every tensor
+    has a known dtype, a shape of non-negative integers and ``data_offsets`` matching that shape;
+    the tensors' byte ranges tile the data section exactly (no overlap, no gap) and it ends where
+    the file ends. Errors name the file and the tensor or field. The library itself
+    (``safe_open``, which reads no tensor data) then checks the file too, so anything it refuses
+    is refused here as well.
+    """
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
@@ -77,33 +118,67 @@ def read_header(path: Path) -> tuple[dict, int]:
             raise CheckpointError(
                 f"{path}: not a safetensors file or truncated (header length {n}, file {size} bytes)"
             )
-        try:
-            header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise CheckpointError(f"{path}: corrupt safetensors header ({err})") from None
+        raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: corrupt safetensors header ({err})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: corrupt safetensors header (JSON nested too deeply)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object)")
+    if json_depth(header) > MAX_JSON_DEPTH:
+        raise CheckpointError(
+            f"{path}: corrupt safetensors header (JSON nested more than {MAX_JSON_DEPTH} deep)"
+        )
+    metadata = header.get("__metadata__")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise CheckpointError(
+                f"{path}: __metadata__ must be an object of strings, got {type(metadata).__name__}"
+            )
+        for key, value in metadata.items():
+            if not isinstance(value, str):
+                raise CheckpointError(f"{path}: __metadata__[{key!r}] must be a string, got {value!r}"[:300])
     start = 8 + n
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype, shape, (begin, end) = (
-                _dtype(info["dtype"], f"{path}: {name}"),
-                info["shape"],
-                info["data_offsets"],
-            )
-        except (KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(f"{path}: corrupt header entry for {name} ({err})") from None
-        if end - begin != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize or begin < 0:
+    ranges = sorted(
+        (begin, end, name)
+        for name, info in header.items()
+        if name != "__metadata__"
+        for _, _, begin, end in [_check_entry(path, name, info)]
+    )
+    position, previous = 0, None
+    for begin, end, name in ranges:
+        if begin != position:
+            what = f"overlaps {previous!r}" if begin < position else f"leaves a gap after {previous!r}"
             raise CheckpointError(
-                f"{path}: {name}: data_offsets {begin}..{end} do not fit shape {shape} {dtype}"
+                f"{path}: tensor {name!r}: data_offsets {begin}..{end} {what} (expected to start at {position})"
             )
-        if start + end > size:
-            raise CheckpointError(
-                f"{path}: file is truncated ({name} ends at byte {start + end}, file has {size})"
-            )
+        position, previous = end, name
+    if start + position > size:
+        raise CheckpointError(
+            f"{path}: file is truncated ({previous!r} ends at byte {start + position}, file has {size})"
+        )
+    if start + position < size:
+        raise CheckpointError(
+            f"{path}: {size - start - position} bytes after the last tensor: not a valid safetensors file"
+        )
+    _library_check(path)
     return header, start
+
+
+def _library_check(path: Path) -> None:
+    """The safetensors library's own validation (it maps the file and reads no tensor)."""
+    try:
+        from safetensors import safe_open
+    except ImportError:  # pragma: no cover -- a core dependency
+        return
+    try:
+        with safe_open(str(path), framework="numpy"):
+            pass
+    except Exception as err:  # noqa: BLE001 -- SafetensorError, or an OSError from mmap
+        message = str(err).removeprefix("Error while deserializing header: ")
+        raise CheckpointError(f"{path}: the safetensors library refuses it: {message}") from None
 
 
 def _native_to_canonical(name: str, fmt: str) -> tuple[str, bool]:
@@ -146,8 +221,8 @@ def open_files(paths: list[Path]) -> LazyStateDict:
     return out
 
 
-def open_checkpoint(path: Path) -> LazyStateDict:
-    return common.open_checkpoint(path, open_files)
+def open_checkpoint(path: Path, root=None) -> LazyStateDict:
+    return common.open_checkpoint(path, open_files, root=root)
 
 
 def read(path: Path) -> dict[str, np.ndarray]:
@@ -166,7 +241,7 @@ def _write_file(path: Path, tensors: Mapping[str, LazyTensor], order: list[str],
         offset += nbytes
     header = json.dumps({"__metadata__": metadata, **infos}, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)
-    with path.open("wb") as f:
+    with common.writable(path) as f:
         f.write(struct.pack("<Q", len(header)))
         f.write(header)
         for key in order:

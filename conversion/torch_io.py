@@ -116,8 +116,8 @@ def open_files(paths: list[Path]) -> LazyStateDict:
     return out
 
 
-def open_checkpoint(path: Path) -> LazyStateDict:
-    return common.open_checkpoint(path, open_files, stored_names=set)
+def open_checkpoint(path: Path, root=None) -> LazyStateDict:
+    return common.open_checkpoint(path, open_files, stored_names=set, root=root)
 
 
 def read(path: Path) -> dict[str, np.ndarray]:
@@ -151,7 +151,8 @@ def stage(state_dict: Mapping, config: XLMRobertaConfig, head: Head, target: Pat
                 total += array.nbytes
             if len(shards) > 1:
                 name = shard_name(SINGLE, i, len(shards))
-            torch.save(block, staged.add(target.parent / name))
+            with common.writable(staged.add(target.parent / name)) as f:
+                torch.save(block, f)
             weight_map.update(dict.fromkeys(block, name))
             del block
         if len(shards) > 1:

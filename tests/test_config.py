@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
 import pytest
 
 from xlmr import XLMRobertaConfig
+from xlmr import weights as W
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,27 @@ def test_round_trip_and_overrides(tmp_path):
         (dict(hidden_act="mish"), "hidden_act"),
         (dict(problem_type="ranking"), "problem_type"),
         (dict(max_position_embeddings=2), "max_position_embeddings"),
+        (dict(layer_norm_eps=float("nan")), "layer_norm_eps"),
+        (dict(layer_norm_eps=float("inf")), "layer_norm_eps"),
+        (dict(attention_probs_dropout_prob=float("nan")), "attention_probs_dropout_prob"),
+        (dict(classifier_dropout=float("nan")), "classifier_dropout"),
+        (dict(classifier_dropout="0.1"), "classifier_dropout"),
+        (dict(initializer_range=float("nan")), "initializer_range"),
+        (dict(pad_token_id="1"), "pad_token_id"),
+        (dict(eos_token_id=True), "eos_token_id"),
+        (dict(hidden_size=None), "hidden_size"),
+        (dict(num_hidden_layers=True), "num_hidden_layers"),
+        (dict(use_cache=1), "use_cache"),
+        (dict(tie_word_embeddings="yes"), "tie_word_embeddings"),
+        (dict(architectures="XLMRobertaModel"), "architectures"),
+        (dict(id2label={"a": "x"}), "id2label"),
+        (dict(id2label={0: 5}), "id2label"),
+        (dict(label2id={"x": "zero"}), "label2id"),
+        (dict(num_labels=10**9), "num_labels"),
+        (dict(num_hidden_layers=10**9), "num_hidden_layers"),
+        (dict(vocab_size=2**40), "vocab_size"),
+        (dict(vocab_size=10**9, hidden_size=4096, num_attention_heads=32), "vocab_size"),
+        (dict(hidden_size=2**16, num_attention_heads=16, num_hidden_layers=100), "hidden_size"),
     ],
 )
 def test_invalid_values_name_the_field(kwargs, field):
@@ -122,3 +145,36 @@ def test_core_imports_no_framework():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_real_sizes_pass_and_the_parameter_count_is_right():
+    from xlmr.config import parameter_count
+
+    base = XLMRobertaConfig(vocab_size=250002, max_position_embeddings=514, type_vocab_size=1)
+    # Backbone with pooler plus the LM head: xlm-roberta-base's XLMRobertaForMaskedLM (278,295,186) + pooler.
+    assert parameter_count(base) == 278_295_186 + 768 * 768 + 768
+    for relative in (False, True):
+        config = base.copy(
+            position_embedding_type="relative_key" if relative else "absolute", add_cross_attention=True
+        )
+        shapes = {**W.expected_shapes(config, "base"), **W.head_module_shapes(config, "masked_lm")}
+        assert parameter_count(config) == sum(math.prod(s) for s in shapes.values())
+    XLMRobertaConfig(vocab_size=250880, hidden_size=4096, num_hidden_layers=48, num_attention_heads=32,
+                     intermediate_size=16384, max_position_embeddings=514)  # XLM-R XXL  # fmt: skip
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    (tmp_path / "config.json").write_bytes(b'{"hidden_size": "\xff"}')
+    with pytest.raises(ValueError, match="config.json is not UTF-8"):
+        XLMRobertaConfig.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text('{"a": ' + "[" * 100 + "]" * 100 + "}")
+    with pytest.raises(ValueError, match="config.json is not a config: its JSON is nested more than 64"):
+        XLMRobertaConfig.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="config.json is not a config: the JSON is a list"):
+        XLMRobertaConfig.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text('{"layer_norm_eps": NaN}')
+    with pytest.raises(
+        ValueError, match=r"config.json: layer_norm_eps must be a finite positive number, got nan"
+    ):
+        XLMRobertaConfig.from_pretrained(tmp_path)

@@ -29,6 +29,7 @@ from xlmr import HEAD_NAMES, HEADS  # noqa: E402
 from xlmr.weights import WeightMismatchError, expected_shapes  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
 def _np(obj):
@@ -334,7 +335,7 @@ def test_bad_input_errors_name_the_values():
     ids[1, 3] = 150
     with pytest.raises(ValueError, match=r"150.*vocab_size=99"):
         model(ids)
-    with pytest.raises(ValueError, match=r"negative id -4"):
+    with pytest.raises(ValueError, match=r"token id -4, outside \[0, vocab_size=99\)"):
         model(np.array([[0, -4, 5]]))
     too_long = np.full((1, config.max_sequence_length + 1), 5)
     with pytest.raises(
@@ -368,3 +369,136 @@ def test_import_error_on_other_keras_backend():
     )
     assert proc.returncode != 0
     assert "ImportError" in proc.stderr and "KERAS_BACKEND=tensorflow" in proc.stderr
+
+
+def test_float_ids_are_a_type_error_on_every_path():
+    """The dtype is static: eager, tf.function and XLA calls refuse float ids (never cast them)."""
+    model = xlmr_tf.TFXLMRobertaModel(tiny_config()).build_model()
+    ids = np.array([[0.0, 5.0, 6.0, 2.0]], np.float32)
+    message = "input_ids must hold integer ids, got a float array"
+    paths = {
+        "eager": lambda x: model(x),
+        "graph": tf.function(lambda x: model(x).last_hidden_state),
+        "xla": tf.function(lambda x: model(x).last_hidden_state, jit_compile=True),
+        "compiled_forward": xlmr_tf.compiled_forward(model),
+    }
+    for name, run in paths.items():
+        with pytest.raises(TypeError, match=message):
+            run(tf.constant(ids))
+        assert name  # every path raised
+
+
+@pytest.mark.parametrize("path", ["graph", "xla", "compiled_forward"])
+def test_out_of_range_ids_and_labels_under_tracing(path):
+    """Never silent: graphs assert; XLA (which drops asserts) poisons the row / the loss with NaN."""
+    config = tiny_config(num_labels=3, **NO_DROPOUT)
+    model = xlmr_tf.TFXLMRobertaForTokenClassification(config).build_model()
+    ids = np.full((2, 5), 7, np.int32)
+    ids[1, 3] = config.vocab_size + 5
+    good_labels = np.zeros((2, 5), np.int32)
+    bad_labels = good_labels.copy()
+    bad_labels[0, 2] = config.num_labels
+    if path == "compiled_forward":
+        run = xlmr_tf.compiled_forward(model)
+    else:
+        run = tf.function(lambda x: dict(model(x)), jit_compile=path == "xla")
+    if path == "graph":
+        with pytest.raises(tf.errors.InvalidArgumentError, match="vocab_size=99"):
+            run({"input_ids": ids})
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"outside \[0, 3\)"):
+            run({"input_ids": ids % 50, "labels": bad_labels})
+        return
+    logits = run({"input_ids": ids})["logits"].numpy()
+    assert np.isnan(logits[1]).all() and np.isfinite(logits[0]).all()  # the bad id's row only
+    assert np.isfinite(run({"input_ids": ids % 50, "labels": good_labels})["loss"].numpy())
+    assert np.isnan(run({"input_ids": ids % 50, "labels": bad_labels})["loss"].numpy())
+
+
+def test_gelu_converts_to_onnx_and_matches_tf_nn_gelu():
+    """Issue 15: the exact GELU is written with erf (tf2onnx cannot convert tf.nn.gelu's Erfc)."""
+    from xlmr_tf.modeling import ACT2FN
+
+    x = tf.constant(np.linspace(-12.0, 12.0, 24001), tf.float32)
+    ours, reference = ACT2FN["gelu"](x), tf.nn.gelu(x, approximate=False)
+    assert float(tf.reduce_max(tf.abs(ours - reference))) <= 1e-6
+    graph = tf.function(ACT2FN["gelu"]).get_concrete_function(tf.TensorSpec([None], tf.float32)).graph
+    ops = {op.type for op in graph.get_operations()}
+    assert "Erf" in ops and "Erfc" not in ops
+
+
+@pytest.mark.hf
+@pytest.mark.parametrize("convention", ["keywords", "dict", "list", "graph_dict"])
+def test_segment_ids_in_every_input_convention(convention, torch_refs):
+    """Packed rows (segment_ids) through HF's three TF input conventions, as the keyword call."""
+    config, _, sd = torch_refs("token_classification")
+    model = _ours("token_classification", config, sd)
+    ids = np.array([[0, 5, 6, 2, 0, 7, 2, 1], [0, 9, 9, 9, 9, 2, 1, 1]], np.int32)
+    seg = np.array([[1, 1, 1, 1, 2, 2, 2, 0], [1, 1, 1, 1, 1, 1, 0, 0]], np.int32)
+    expected = model(input_ids=ids, segment_ids=seg).logits.numpy()
+    if convention == "keywords":
+        out = model(ids, segment_ids=seg)
+    elif convention == "dict":
+        out = model({"input_ids": ids, "segment_ids": seg})
+    elif convention == "list":  # segment_ids after HF's arguments (labels last among them)
+        names = type(model)._arg_names
+        assert names[-1] == "segment_ids" and names[-2] == "labels"
+        out = model([ids, *[None] * (len(names) - 2), seg])
+    else:
+        out = tf.function(lambda d: model(d))({"input_ids": ids, "segment_ids": seg})
+    np.testing.assert_allclose(out["logits"].numpy(), expected, atol=ATOL, rtol=0)
+    # each sequence alone gives the same logits
+    alone = model(ids[:1, 4:7]).logits.numpy()[0]
+    np.testing.assert_allclose(expected[0, 4:7], alone, atol=ATOL, rtol=0)
+
+
+@pytest.mark.hf
+def test_packed_inputs_embeds_equal_packed_ids(torch_refs):
+    """Positions of packed inputs_embeds restart per sequence as for ids; pooler slots are zero past the last."""
+    config, _, sd = torch_refs("base")
+    model = _ours("base", config, sd)
+    ids = np.array([[0, 5, 6, 2, 0, 7, 2, 1]], np.int32)
+    seg = np.array([[1, 1, 1, 1, 2, 2, 2, 0]], np.int32)
+    from_ids = model(ids, segment_ids=seg)
+    emb = sd["embeddings.word_embeddings.weight"][ids]
+    from_embeds = model(inputs_embeds=emb, segment_ids=seg)
+    np.testing.assert_allclose(
+        from_embeds.last_hidden_state.numpy()[:, :7], from_ids.last_hidden_state.numpy()[:, :7], atol=ATOL
+    )
+    pooled = from_ids.pooler_output.numpy()
+    assert pooled.shape == (1, 8, config.hidden_size)
+    np.testing.assert_allclose(pooled[0, 1], model(ids[:, 4:7]).pooler_output.numpy()[0], atol=ATOL, rtol=0)
+    assert (pooled[0, 2:] == 0).all()
+
+
+@pytest.mark.parametrize("module", ["modeling", "training", "__init__"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module("xlmr_tf" if module == "__init__" else f"xlmr_tf.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and (result.attempted > 0 or module != "modeling")
+
+
+def test_packed_sequence_classification_labels_are_slots_of_single_label_classes():
+    """Packed labels: (batch, seq) slots of class ids; regression / multi-label need a padded batch."""
+    ids = np.array([[0, 5, 2, 0, 7, 2, 1]], np.int32)
+    seg = np.array([[1, 1, 1, 2, 2, 2, 0]], np.int32)
+    model = xlmr_tf.TFXLMRobertaForSequenceClassification(tiny_config(num_labels=3)).build_model()
+    with pytest.raises(ValueError, match=r"labels has shape \(2,\); with segment_ids .* expects \(1, 7\)"):
+        model(ids, segment_ids=seg, labels=np.array([1, 2]))
+    with pytest.raises(ValueError, match=r"labels contain 3, outside \[0, 3\)"):
+        model(ids, segment_ids=seg, labels=np.array([[1, 3, -100, -100, -100, -100, -100]]))
+    multi = np.zeros((1, 7), np.float32)
+    with pytest.raises(ValueError, match="single-label classification only.*this call is multi_label_classification"):
+        model(ids, segment_ids=seg, labels=multi)
+    regression = xlmr_tf.TFXLMRobertaForSequenceClassification(tiny_config(num_labels=1)).build_model()
+    with pytest.raises(ValueError, match="single-label classification only.*this call is regression"):
+        regression(ids, segment_ids=seg, labels=multi)
+    out = model(ids, segment_ids=seg, labels=np.array([[1, 2, -100, -100, -100, -100, -100]]))
+    logits = out.logits.numpy()
+    assert logits.shape == (1, 7, 3) and (logits[0, 2:] == 0).all()
+    expected = -np.mean(
+        [np.log(np.exp(logits[0, k]) / np.exp(logits[0, k]).sum())[label] for k, label in enumerate((1, 2))]
+    )
+    assert abs(float(out.loss) - expected) < 1e-5

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,98 @@ _POSITIVE_INT_FIELDS = (
     "max_position_embeddings",
     "type_vocab_size",
 )
+_TOKEN_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id")
 _PROBABILITY_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+_BOOL_FIELDS = (
+    "use_cache",
+    "is_decoder",
+    "add_cross_attention",
+    "tie_word_embeddings",
+    "output_attentions",
+    "output_hidden_states",
+    "return_dict",
+)
+
+# Sizes beyond these are not a model anyone can hold: refused before anything is allocated for them.
+MAX_SIZE = 2**31 - 1  # ids and shapes are int32 in TF and in XLA
+MAX_LAYERS = 10_000  # (the deepest published transformers have a few hundred)
+MAX_LABELS = 1_000_000  # (id2label is built eagerly, as in HF)
+MAX_PARAMETERS = 10**11  # (larger than any XLM-R: XXL has 1.07e10)
+# config.json is small; a file nested deeper than this is not a config.
+MAX_JSON_DEPTH = 64
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def json_depth(obj: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of parsed JSON, counting no further than ``limit + 1`` (iterative, no recursion)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return depth
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def parameter_count(config: Any) -> int:
+    """Parameters ``config``'s sizes imply (backbone and an LM head), from its fields alone."""
+    h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    embeddings = (config.vocab_size + config.max_position_embeddings + config.type_vocab_size + 2) * h
+    attention = 4 * h * h + 6 * h
+    if config.position_embedding_type != "absolute":
+        attention += (2 * config.max_position_embeddings - 1) * (h // config.num_attention_heads)
+    per_layer = attention + 2 * h * i + i + 3 * h
+    if config.add_cross_attention:
+        per_layer += 4 * h * h + 6 * h
+    return embeddings + n * per_layer + (h * h + h) + (h * h + 3 * h + config.vocab_size)
+
+
+def _check_num_labels(n: Any) -> None:
+    if not _is_int(n) or not 0 < n <= MAX_LABELS:
+        raise ValueError(f"num_labels must be a positive integer (at most {MAX_LABELS}), got {_describe(n)}")
+
+
+def _parse_id2label(id2label: Any) -> dict[int, str]:
+    """``{"0": "neg", ...}`` (JSON) or ``{0: "neg"}`` -> ``{0: "neg"}``; anything else names the entry."""
+    if not isinstance(id2label, dict):
+        raise ValueError(f"id2label must be an object mapping label ids to names, got {_describe(id2label)}")
+    _check_num_labels(len(id2label))
+    out: dict[int, str] = {}
+    for key, name in id2label.items():
+        if _is_int(key):
+            index = key
+        elif isinstance(key, str) and key.strip().lstrip("-").isdigit() and key.strip().isascii():
+            index = int(key)
+        else:
+            raise ValueError(f"id2label key {key!r} is not an integer label id")
+        if not isinstance(name, str):
+            raise ValueError(f"id2label[{key!r}] must be a label name (a string), got {_describe(name)}")
+        out[index] = name
+    return out
+
+
+def _parse_label2id(label2id: Any) -> dict[str, int]:
+    if not isinstance(label2id, dict):
+        raise ValueError(f"label2id must be an object mapping label names to ids, got {_describe(label2id)}")
+    out: dict[str, int] = {}
+    for name, index in label2id.items():
+        if not _is_int(index):
+            raise ValueError(f"label2id[{name!r}] must be an integer label id, got {_describe(index)}")
+        out[str(name)] = index
+    return out
 
 
 class XLMRobertaConfig:
@@ -109,22 +201,20 @@ class XLMRobertaConfig:
         label2id = kwargs.pop("label2id", None)
         num_labels = kwargs.pop("num_labels", None)
         kwargs.pop("model_type", None)
+        if num_labels is not None:
+            _check_num_labels(num_labels)
         if id2label is not None:
-            id2label = {int(k): v for k, v in dict(id2label).items()}
+            id2label = _parse_id2label(id2label)
             if num_labels is not None and num_labels != len(id2label):
                 raise ValueError(
                     f"num_labels={num_labels} disagrees with id2label, which has {len(id2label)} entries"
                 )
         else:
             n = 2 if num_labels is None else num_labels
-            if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-                raise ValueError(f"num_labels must be a positive integer, got {n!r}")
             id2label = {i: f"LABEL_{i}" for i in range(n)}
         self.id2label = id2label
         self.label2id = (
-            {str(k): int(v) for k, v in label2id.items()}
-            if label2id is not None
-            else {v: k for k, v in id2label.items()}
+            _parse_label2id(label2id) if label2id is not None else {v: k for k, v in id2label.items()}
         )
         # Everything else (transformers_version, HF generation fields, user keys) is kept verbatim.
         self._extra: dict[str, Any] = dict(kwargs)
@@ -139,8 +229,7 @@ class XLMRobertaConfig:
 
     @num_labels.setter
     def num_labels(self, n: int) -> None:
-        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-            raise ValueError(f"num_labels must be a positive integer, got {n!r}")
+        _check_num_labels(n)
         if n != len(self.id2label):
             self.id2label = {i: f"LABEL_{i}" for i in range(n)}
             self.label2id = {v: k for k, v in self.id2label.items()}
@@ -173,24 +262,45 @@ class XLMRobertaConfig:
 
     # -- validation -----------------------------------------------------------------------
     def validate(self) -> None:
-        """Raise ValueError naming the first invalid field."""
+        """Raise ValueError naming the first invalid field (type, range, NaN / inf, absurd size)."""
         for name in _POSITIVE_INT_FIELDS:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if not _is_int(value):
+                raise ValueError(f"{name} must be a positive integer, got {_describe(value)}")
+            if not 0 < value <= MAX_SIZE:
+                raise ValueError(f"{name} must be a positive integer (at most {MAX_SIZE}), got {value!r}")
+        if self.num_hidden_layers > MAX_LAYERS:
+            raise ValueError(
+                f"num_hidden_layers={self.num_hidden_layers} is absurd (more than {MAX_LAYERS} layers)"
+            )
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) is not a multiple of num_attention_heads "
                 f"({self.num_attention_heads})"
             )
+        for name in _TOKEN_ID_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 0):
+                raise ValueError(f"{name} must be None or a non-negative integer, got {_describe(value)}")
         for name in _PROBABILITY_FIELDS:
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-        if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout <= 1.0:
-            raise ValueError(f"classifier_dropout must be None or in [0, 1], got {self.classifier_dropout!r}")
-        if not isinstance(self.layer_norm_eps, int | float) or self.layer_norm_eps <= 0:
-            raise ValueError(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
+            if not _is_real(value) or not 0.0 <= value <= 1.0:  # NaN fails the comparison too
+                raise ValueError(f"{name} must be a probability in [0, 1], got {_describe(value)}")
+        value = self.classifier_dropout
+        if value is not None and (not _is_real(value) or not 0.0 <= value <= 1.0):
+            raise ValueError(f"classifier_dropout must be None or in [0, 1], got {_describe(value)}")
+        value = self.layer_norm_eps
+        if not _is_real(value) or not 0.0 < value < math.inf:
+            raise ValueError(f"layer_norm_eps must be a finite positive number, got {_describe(value)}")
+        value = self.initializer_range
+        if not _is_real(value) or not 0.0 <= value < math.inf:
+            raise ValueError(
+                f"initializer_range must be a finite non-negative number, got {_describe(value)}"
+            )
+        for name in _BOOL_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {_describe(value)}")
         if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
             raise ValueError(
                 f"position_embedding_type must be one of {POSITION_EMBEDDING_TYPES}, "
@@ -202,6 +312,11 @@ class XLMRobertaConfig:
             raise ValueError(
                 f"problem_type must be None or one of {PROBLEM_TYPES}, got {self.problem_type!r}"
             )
+        if self.torch_dtype is not None and not isinstance(self.torch_dtype, str):
+            raise ValueError(f"torch_dtype must be None or a dtype name, got {_describe(self.torch_dtype)}")
+        arch = self.architectures
+        if arch is not None and (not isinstance(arch, list) or not all(isinstance(a, str) for a in arch)):
+            raise ValueError(f"architectures must be None or a list of class names, got {_describe(arch)}")
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(
                 f"pad_token_id ({self.pad_token_id}) must lie in [0, vocab_size={self.vocab_size})"
@@ -211,8 +326,22 @@ class XLMRobertaConfig:
                 f"max_position_embeddings ({self.max_position_embeddings}) leaves no room for tokens after "
                 f"the padding offset (pad_token_id={self.pad_token_id})"
             )
-        if sorted(self.id2label) != list(range(len(self.id2label))):
+        if not isinstance(self.id2label, dict) or sorted(self.id2label) != list(range(len(self.id2label))):
             raise ValueError(f"id2label keys must be 0..num_labels-1, got {sorted(self.id2label)}")
+        _check_num_labels(len(self.id2label))
+        parameters = parameter_count(self) + len(self.id2label) * self.hidden_size
+        if parameters > MAX_PARAMETERS:
+            # Blame the field furthest beyond what real models use.
+            typical = {"num_hidden_layers": 200, "hidden_size": 16384, "intermediate_size": 65536,
+                       "vocab_size": 1_000_000, "max_position_embeddings": 1_000_000, "type_vocab_size": 1000}  # fmt: skip
+            sizes = {name: getattr(self, name) / bound for name, bound in typical.items()}
+            field = max(sizes, key=sizes.__getitem__)
+            raise ValueError(
+                f"{field}={getattr(self, field)} is absurd: with hidden_size={self.hidden_size}, "
+                f"intermediate_size={self.intermediate_size}, num_hidden_layers={self.num_hidden_layers} and "
+                f"vocab_size={self.vocab_size} the model would have {parameters:.3g} parameters, more than "
+                f"any real model (limit {MAX_PARAMETERS:.0e})"
+            )
 
     # -- dict / json ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -249,16 +378,34 @@ class XLMRobertaConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> XLMRobertaConfig:
+        """Read a ``config.json``; any problem (encoding, JSON, nesting, a field) is a ValueError naming the file."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except FileNotFoundError:
             raise FileNotFoundError(f"config file not found: {path}") from None
+        except IsADirectoryError:
+            raise ValueError(f"{path} is a directory, not a config file") from None
         try:
-            data = json.loads(text)
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason})") from None
+        try:
+            obj = json.loads(text)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} is not valid JSON: {err}") from None
-        return cls.from_dict(data)
+        except RecursionError:
+            raise ValueError(f"{path} is not a config: its JSON is nested too deeply") from None
+        if json_depth(obj) > MAX_JSON_DEPTH:
+            raise ValueError(
+                f"{path} is not a config: its JSON is nested more than {MAX_JSON_DEPTH} levels deep"
+            )
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path} is not a config: the JSON is a {type(obj).__name__}, not an object")
+        try:
+            return cls.from_dict(obj)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}: {err}") from None
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> XLMRobertaConfig:

@@ -4,7 +4,7 @@ Backends describe each call argument as an :class:`ArrayInfo` (shape, numpy dtyp
 values when they are concrete) and call :func:`check_inputs`. Under tracing (``torch.compile``,
 ``tf.function``, ``jax.jit``) values are unknown (``values=None``) and unknown dimensions are
 ``None``: then only what is static is checked here, and each backend guards the rest in its
-compiled path (see ``docs`` of each backend's ``_check_inputs``). One set of error texts serves
+compiled path (see the module docstring of each backend's ``modeling.py``). One set of error texts serves
 all three backends; ``tests/test_inputs.py`` runs the same bad inputs through each of them.
 """
 

@@ -127,11 +127,17 @@ def head_module_shapes(config: XLMRobertaConfig, head: Head | str) -> dict[str, 
     return {}
 
 
-def expected_shapes(config: XLMRobertaConfig, head: Head | str) -> dict[str, tuple[int, ...]]:
-    """Every canonical key of ``head``'s model with its shape, in module order."""
+def expected_shapes(
+    config: XLMRobertaConfig, head: Head | str, add_pooling_layer: bool | None = None
+) -> dict[str, tuple[int, ...]]:
+    """Every canonical key of ``head``'s model with its shape, in module order.
+
+    ``add_pooling_layer`` overrides the head's default (``XLMRobertaModel(config, add_pooling_layer=False)``).
+    """
     head = get_head(head) if isinstance(head, str) else head
     prefix = f"{head.prefix}." if head.prefix else ""
-    shapes = {prefix + k: s for k, s in backbone_shapes(config, head.add_pooling_layer).items()}
+    pooler = head.add_pooling_layer if add_pooling_layer is None else add_pooling_layer
+    shapes = {prefix + k: s for k, s in backbone_shapes(config, pooler).items()}
     shapes.update(head_module_shapes(config, head))
     return shapes
 
@@ -317,6 +323,24 @@ class WeightMismatchError(ValueError):
     """A checkpoint does not fit the model: names the keys (and shapes) that do not."""
 
 
+_LAYER_KEY = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
+
+
+def check_layer_count(keys: Iterable[str], config: XLMRobertaConfig, source: str = "checkpoint") -> None:
+    """The checkpoint's layers (``encoder.layer.N.*`` keys) must be ``config.num_hidden_layers``.
+
+    Checked from the keys alone, before anything proportional to the config's sizes is built, so a
+    config claiming a billion layers is an error naming the field, not an out-of-memory kill.
+    """
+    layers = {int(m.group(1)): k for k in sorted(keys) if (m := _LAYER_KEY.search(k))}
+    if layers and max(layers) + 1 != config.num_hidden_layers:
+        found = f"{max(layers) + 1} layers (encoder.layer.0..{max(layers)}, e.g. {layers[max(layers)]})"
+        raise WeightMismatchError(
+            f"{source}: config num_hidden_layers={config.num_hidden_layers} does not fit the checkpoint, "
+            f"which has {found}"
+        )
+
+
 def prepare_state_dict(
     state_dict: Mapping[str, np.ndarray],
     config: XLMRobertaConfig,
@@ -336,16 +360,20 @@ def prepare_state_dict(
     head = get_head(head) if isinstance(head, str) else head
     sd = canonicalize(state_dict)
     sd = adapt_prefix(sd, head)
-    sd = resolve_ties(sd, config, head)
+    # Sizes first, from the declared shapes alone: nothing is read (or allocated for the model)
+    # before the config and the checkpoint agree.
+    check_layer_count(sd, config, source)
     shapes = expected_shapes(config, head)
-
+    expect = dict(shapes)
+    expect.update({a: shapes[s] for a, s in tied_aliases(config, head).items() if s in shapes})
     bad_shapes = [
-        f"{k}: checkpoint {tuple(np.shape(v))} vs model {shapes[k]}"
+        f"{k}: checkpoint {tuple(np.shape(v))} vs model {expect[k]}"
         for k, v in sd.items()
-        if k in shapes and tuple(np.shape(v)) != shapes[k]
+        if k in expect and tuple(np.shape(v)) != expect[k]
     ]
     if bad_shapes:
         raise WeightMismatchError(f"{source}: misshapen weights: " + "; ".join(bad_shapes))
+    sd = resolve_ties(sd, config, head)
 
     ignored = []
     unknown = []

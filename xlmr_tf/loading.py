@@ -17,17 +17,18 @@ import numpy as np
 
 import conversion
 from xlmr import weights as W
+from xlmr.protocols import PretrainedModel, PretrainedModelClass
 
 logger = logging.getLogger("xlmr")
 
 _SKIP = ("seed_generator",)  # Dropout RNG state: not a weight
 
 
-def _top_modules(model) -> set[str]:
+def _top_modules(model: PretrainedModel) -> set[str]:
     return {"roberta", *model.head.head_modules}
 
 
-def variable_map(model) -> dict[str, tuple[Any, bool]]:
+def variable_map(model: PretrainedModel) -> dict[str, tuple[Any, bool]]:
     """``{canonical key: (keras variable, transposed)}`` for every weight of ``model``."""
     model.build_model()
     tops = _top_modules(model)
@@ -49,10 +50,10 @@ def variable_map(model) -> dict[str, tuple[Any, bool]]:
     return out
 
 
-def canonical_state_dict(model) -> dict[str, np.ndarray]:
+def canonical_state_dict(model: PretrainedModel) -> dict[str, np.ndarray]:
     """The model's weights as canonical numpy arrays (PyTorch layouts, no tied aliases), in canonical order."""
     vmap = variable_map(model)
-    expected = W.expected_shapes(model.config, model.head)
+    expected = W.expected_shapes(model.config, model.head, model.roberta.add_pooling_layer)
     if set(vmap) != set(expected):
         raise RuntimeError(
             f"weight names do not match the canonical ones: extra {sorted(set(vmap) - set(expected))}, "
@@ -66,7 +67,7 @@ def canonical_state_dict(model) -> dict[str, np.ndarray]:
     return out
 
 
-def assign_state_dict(model, state_dict: Mapping[str, np.ndarray]) -> None:
+def assign_state_dict(model: PretrainedModel, state_dict: Mapping[str, np.ndarray]) -> None:
     """Assign already-checked canonical arrays (keys a subset of the model's) to the variables."""
     vmap = variable_map(model)
     unknown = [k for k in state_dict if k not in vmap]
@@ -87,7 +88,9 @@ def assign_state_dict(model, state_dict: Mapping[str, np.ndarray]) -> None:
         variable.assign(value.astype(np.dtype(variable.dtype)))
 
 
-def load_canonical_state_dict(model, state_dict: Mapping[str, np.ndarray], source: str = "state dict"):
+def load_canonical_state_dict(
+    model: PretrainedModel, state_dict: Mapping[str, np.ndarray], source: str = "state dict"
+) -> PretrainedModel:
     """Check ``state_dict`` with :func:`xlmr.weights.prepare_state_dict` and assign it; returns the model."""
     report = W.prepare_state_dict(state_dict, model.config, model.head, source=source)
     model.build_model()
@@ -95,7 +98,9 @@ def load_canonical_state_dict(model, state_dict: Mapping[str, np.ndarray], sourc
     return model
 
 
-def from_pretrained(cls, path: str | os.PathLike, **config_overrides: Any):
+def from_pretrained(
+    cls: PretrainedModelClass, path: str | os.PathLike, **config_overrides: Any
+) -> PretrainedModel:
     """``cls`` built from an HF-layout directory: config.json and any of the four weight files.
 
     ``pytorch_model.bin`` needs torch; without it the error says so and suggests ``xlmr-convert``.
@@ -109,7 +114,9 @@ def from_pretrained(cls, path: str | os.PathLike, **config_overrides: Any):
     return model
 
 
-def save_pretrained(model, save_directory: str | os.PathLike, format: str = "safetensors") -> Path:
+def save_pretrained(
+    model: PretrainedModel, save_directory: str | os.PathLike, format: str = "safetensors"
+) -> Path:
     """``config.json`` + the weight file: ``model.safetensors`` (default), ``pytorch_model.bin``
     (``format="pytorch"``), ``tf_model.h5`` in HF's layout (``format="tf"``) or ``flax_model.msgpack``."""
     return conversion.save_pretrained(

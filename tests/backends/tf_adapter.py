@@ -38,6 +38,17 @@ def forward(model, inputs, **kwargs) -> dict:
     return _to_numpy(dict(out))
 
 
+def forward_compiled(model, inputs, **kwargs) -> dict:
+    """``forward`` through ``tf.function(jit_compile=True)`` (XLA)."""
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True)
+    def run(feed):
+        return dict(model(**feed, **kwargs, training=False, return_dict=True))
+
+    return _to_numpy(run({k: tf.constant(v) for k, v in inputs.items()}))
+
+
 def loss_and_grads(model, inputs):
     """``(loss, {variable path: gradient})`` of the head's own loss on numpy ``inputs``, as numpy."""
     import tensorflow as tf
