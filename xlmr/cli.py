@@ -36,8 +36,8 @@ _DELEGATED: dict[str, tuple[str, str]] = {
         "train, convert and cross-check a small model in three frameworks (= xlmr-demo)",
     ),
 }
-# MOUNT POINT for `xlmr embed` (issue 13, sentence embeddings): the module that defines
-# `add_arguments(parser)` and `run(args) -> int`. Until it exists, `xlmr embed` says so and exits 2.
+# `xlmr embed` is mounted from the sentence-embedding module, which defines
+# `add_arguments(parser)` and `run(args) -> int`; an installation without it says so and exits 2.
 EMBED_MODULE = "xlmr.cli_embed"
 
 

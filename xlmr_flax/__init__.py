@@ -25,6 +25,7 @@ from .modeling import FlaxXLMRobertaForSequenceClassification as FlaxXLMRobertaF
 from .modeling import FlaxXLMRobertaForTokenClassification as FlaxXLMRobertaForTokenClassification
 from .modeling import FlaxXLMRobertaModel as FlaxXLMRobertaModel
 from .modeling import FlaxXLMRobertaPreTrainedModel as FlaxXLMRobertaPreTrainedModel
+from .sentence import FlaxSentenceEncoder as FlaxSentenceEncoder
 
 __all__ = [
     "XLMRobertaConfig",
@@ -36,4 +37,5 @@ __all__ = [
     "FlaxXLMRobertaForMultipleChoice",
     "FlaxXLMRobertaForTokenClassification",
     "FlaxXLMRobertaForQuestionAnswering",
+    "FlaxSentenceEncoder",
 ]

@@ -22,6 +22,7 @@ from .modeling import TFXLMRobertaForSequenceClassification as TFXLMRobertaForSe
 from .modeling import TFXLMRobertaForTokenClassification as TFXLMRobertaForTokenClassification  # noqa: E402
 from .modeling import TFXLMRobertaModel as TFXLMRobertaModel  # noqa: E402
 from .modeling import TFXLMRobertaPreTrainedModel as TFXLMRobertaPreTrainedModel  # noqa: E402
+from .sentence import TFSentenceEncoder as TFSentenceEncoder  # noqa: E402
 
 __all__ = [
     "XLMRobertaConfig",
@@ -33,6 +34,7 @@ __all__ = [
     "TFXLMRobertaForMultipleChoice",
     "TFXLMRobertaForTokenClassification",
     "TFXLMRobertaForQuestionAnswering",
+    "TFSentenceEncoder",
 ]
 
 # Also importable from xlmr_tf: the TF-named output classes (subclasses of xlmr.outputs') and the

@@ -18,6 +18,7 @@ from .modeling import XLMRobertaForSequenceClassification as XLMRobertaForSequen
 from .modeling import XLMRobertaForTokenClassification as XLMRobertaForTokenClassification
 from .modeling import XLMRobertaModel as XLMRobertaModel
 from .modeling import XLMRobertaPreTrainedModel as XLMRobertaPreTrainedModel
+from .sentence import SentenceEncoder as SentenceEncoder
 
 __all__ = [
     "XLMRobertaConfig",
@@ -29,4 +30,5 @@ __all__ = [
     "XLMRobertaForMultipleChoice",
     "XLMRobertaForTokenClassification",
     "XLMRobertaForQuestionAnswering",
+    "SentenceEncoder",
 ]

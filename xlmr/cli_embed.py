@@ -1,0 +1,186 @@
+"""``xlmr-embed`` (``xlmr embed``): texts, one per line, to a ``.npy`` file of sentence embeddings.
+
+    xlmr-embed texts.txt -o embeddings.npy --model path/to/multilingual-e5-base --prompt-name passage
+    cat queries.txt | xlmr-embed - -o queries.npy --model e5 --backend flax --prompt-name query
+
+Line i of the input (empty lines included; ``\\n`` or ``\\r\\n`` endings, UTF-8) is row i of the
+(n, dim) array. The output is written atomically (a temporary file in the same directory, then
+renamed): a reader never sees half an array. A progress bar on stderr (``--quiet``: none), then one
+summary line on stdout: texts, tokens, seconds, texts/s.
+
+Exit status 0 on success; 1 with a one-line ``error: ...`` on stderr for bad input (missing model
+or input, an unsupported module, an unknown prompt name, a missing backend extra); 2 for bad
+arguments; 130 when interrupted.
+
+Mounting: ``add_arguments(parser)`` fills an argparse parser (e.g. the ``embed`` subcommand of a
+single ``xlmr`` command) and ``run(args)`` executes it; ``main(argv)`` is the ``xlmr-embed`` script.
+Nothing here imports a deep-learning framework until ``run`` picks the backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import sys
+from pathlib import Path
+
+BACKENDS = ("torch", "tf", "flax")
+_ENCODERS = {"torch": ("xlmr_torch", "SentenceEncoder"), "tf": ("xlmr_tf", "TFSentenceEncoder"),
+             "flax": ("xlmr_flax", "FlaxSentenceEncoder")}  # fmt: skip
+_FRAMEWORK = {"torch": "torch", "tf": "tensorflow", "flax": "jax"}
+_EXTRA = {"torch": "torch", "tf": "tf", "flax": "flax"}
+
+
+class EmbedError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``xlmr embed`` arguments, on ``parser``."""
+    from ._sentence import PRECISIONS
+
+    parser.add_argument("input", metavar="INPUT", nargs="?", default="-",
+                        help="text file, one text per line (UTF-8); '-' or nothing: stdin")  # fmt: skip
+    parser.add_argument("-o", "--output", required=True, help="the .npy file to write (n, dim)")
+    parser.add_argument("--model", required=True,
+                        help="sentence-transformers directory, or a plain HF XLM-R directory (mean pooling)")  # fmt: skip
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="framework to run on (default: the first installed of torch, flax, tf)")  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="sentence-transformers' batch size: a batch holds at most batch-size x "
+                        "max_seq_length tokens (default 32)")  # fmt: skip
+    parser.add_argument("--prompt-name", help="a prompt of the model's config (e.g. query, passage)")
+    parser.add_argument("--prompt", help="a prompt text prepended to every line (instead of --prompt-name)")
+    parser.add_argument("--normalize", action="store_true", help="unit-length embeddings")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="quantize as sentence-transformers does (default float32)")  # fmt: skip
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    return parser
+
+
+def default_backend() -> str:
+    """The first backend whose framework is installed: torch, flax, tf."""
+    for name in ("torch", "flax", "tf"):
+        if importlib.util.find_spec(_FRAMEWORK[name]) is not None:
+            return name
+    raise EmbedError("no backend installed: pip install 'xlmr[torch]' (or [tf], [flax])")
+
+
+def read_texts(source: str) -> list[str]:
+    """Lines of ``source`` ('-': stdin) without their line endings."""
+    if source == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise EmbedError(f"no such input file: {source}")
+        data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise EmbedError(f"{source}: not UTF-8 text ({err})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it does not start an empty one
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _encoder_class(backend: str):
+    if importlib.util.find_spec(_FRAMEWORK[backend]) is None:
+        raise EmbedError(
+            f"backend {backend!r} needs {_FRAMEWORK[backend]}: pip install 'xlmr[{_EXTRA[backend]}]'"
+        )
+    if backend == "tf":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if "keras" not in sys.modules:
+            os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    module, name = _ENCODERS[backend]
+    return getattr(importlib.import_module(module), name)
+
+
+def save_npy(path: str | os.PathLike, array) -> None:
+    """``np.save`` to ``path`` atomically (temporary file beside it, fsync, rename)."""
+    import numpy as np
+
+    from ._fileio import temp_path
+
+    path = Path(path)
+    if path.is_dir():
+        raise EmbedError(f"output {path} is a directory")
+    if not path.parent.is_dir():
+        raise EmbedError(f"output directory {path.parent} does not exist")
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute parsed ``xlmr embed`` arguments; returns the exit status (errors print one line)."""
+    try:
+        if args.batch_size <= 0:
+            raise EmbedError(f"--batch-size must be positive, got {args.batch_size}")
+        if not Path(args.model).is_dir():
+            raise EmbedError(f"no such model directory: {args.model}")
+        texts = read_texts(args.input)
+        backend = args.backend or default_backend()
+        encoder = _encoder_class(backend).from_pretrained(args.model)
+        embeddings = encoder.encode(
+            texts,
+            batch_size=args.batch_size,
+            prompt_name=args.prompt_name,
+            prompt=args.prompt,
+            normalize_embeddings=args.normalize,
+            precision=args.precision,
+            show_progress_bar=not args.quiet and len(texts) > 0,
+        )
+        save_npy(args.output, embeddings)
+    except KeyboardInterrupt:
+        print("error: interrupted; the output was not written", file=sys.stderr)
+        return 130
+    except (EmbedError, OSError, ValueError, TypeError, ImportError) as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    stats = encoder.last_stats
+    print(
+        f"embedded {stats.texts:,} texts ({stats.tokens:,} tokens) in {stats.seconds:.2f} s, "
+        f"{stats.texts_per_second:,.1f} texts/s, {backend} -> {args.output} "
+        f"{tuple(embeddings.shape)} {embeddings.dtype}"
+    )
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        print(f"error: {message} (see xlmr-embed --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="xlmr-embed",
+        description="Embed texts (one per line) with an XLM-R sentence encoder into a .npy file.",
+    )
+    return add_arguments(parser)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a bad argument (already reported in one line)
+        return int(exit_.code or 0)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
