@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Flax (msgpack) weight files. DST receives the weight file, config.json and SRC's tokenizer files.",
     )
     parser.add_argument(
-        "src", metavar="SRC", help="checkpoint directory, or a weight file (config.json beside it)"
+        "src",
+        metavar="SRC",
+        help="checkpoint directory, a weight file (config.json beside it), or a Hugging Face Hub repo id "
+        "(org/name, org/name@revision)",
     )
     parser.add_argument("dst", metavar="DST", help="output directory")
     parser.add_argument(
@@ -62,7 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace the weight files DST holds (of any format: stale ones go)",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    hub = parser.add_argument_group(
+        "Hugging Face Hub (SRC = org/name or org/name@revision; HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE, "
+        "HF_TOKEN honoured)"
+    )
+    hub.add_argument("--revision", help="branch, tag or commit of the Hub repo (default: main)")
+    hub.add_argument("--subfolder", help="folder of the Hub repo holding the checkpoint")
+    hub.add_argument("--cache-dir", help="Hub cache directory (default: HF_HUB_CACHE, else $HF_HOME/hub)")
+    hub.add_argument(
+        "--token", help="Hub token for a private or gated repo (default: HF_TOKEN / the saved login)"
+    )
+    hub.add_argument("--local-files-only", action="store_true", help="never download: use the Hub cache only")
+    hub.add_argument("--force-download", action="store_true", help="download again even if cached")
     return parser
+
+
+def _hub_kwargs(args: argparse.Namespace) -> dict:
+    """The Hub options given on the command line, as ``from_pretrained``'s keyword arguments."""
+    names = ("revision", "subfolder", "cache_dir", "token", "local_files_only", "force_download")
+    return {name: getattr(args, name) for name in names if getattr(args, name)}
 
 
 def _progress(quiet: bool):
@@ -112,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_shard_size=args.max_shard_size,
                 progress=_progress(args.quiet),
                 allow_overflow=args.allow_overflow,
+                **_hub_kwargs(args),
             )
     except KeyboardInterrupt:
         print("error: interrupted; no file was replaced", file=sys.stderr)
