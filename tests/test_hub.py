@@ -526,3 +526,30 @@ def test_peft_records_the_base_path_and_auto_peft_model_rebuilds_it(tmp_path):
         float(p.detach().abs().max()) > 0 for p in lora_b
     )  # the adapter moved: not the base alone
     np.testing.assert_allclose(actual, expected, atol=1e-5, rtol=0)
+
+
+def test_xlmr_convert_to_onnx_takes_a_hub_name(hub, fetched, tmp_path, capsys):
+    """``--to onnx`` from ``org/name@v1`` (no safetensors there: torch's own pytorch_model.bin, W4) gives a
+    graph that ONNX Runtime runs as HF's class loaded from the same snapshot."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    transformers = pytest.importorskip("transformers")
+
+    dst = tmp_path / "onnx"
+    assert cli.main([REPO + "@v1", str(dst), "--to", "onnx", "-q"]) == 0, capsys.readouterr().err
+    assert fetched == [
+        "config.json",
+        "pytorch_model.bin",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "sentencepiece.bpe.model",
+        "tokenizer.json",
+    ]
+    feed = make_inputs(hub.config, HEAD, batch=3, seq=10, seed=3, labels=False)
+    session = ort.InferenceSession(str(dst / "model.onnx"), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, feed)
+    reference = transformers.XLMRobertaForMaskedLM.from_pretrained(hub.snapshot("v1")).eval()
+    with torch.no_grad():
+        expected = reference(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)

@@ -98,15 +98,17 @@ def hub_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def cache_root(directory: str | os.PathLike) -> Path | None:
-    """The repo folder ``models--org--name`` of a directory inside an HF cache snapshot, else None.
+    """The repo folder ``models--org--name`` of a directory (or file) inside an HF cache snapshot, else None.
 
     A snapshot's files are symlinks into the repo's ``blobs/``, so that folder is the tree
     they may resolve into (``root`` of :func:`xlmr._fileio.contained_path`).
     """
-    resolved = Path(directory).resolve()
-    for parent in (resolved, *resolved.parents):
-        if parent.parent.name == "snapshots" and parent.parent.parent.name.startswith("models--"):
-            return parent.parent.parent
+    given = Path(os.path.abspath(directory))  # a snapshot file is a symlink: do not follow it here
+    real = (given if given.is_dir() else given.parent).resolve()  # a link to a snapshot folder: follow
+    for path in (given, real):
+        for parent in (path, *path.parents):
+            if parent.parent.name == "snapshots" and parent.parent.parent.name.startswith("models--"):
+                return parent.parent.parent
     return None
 
 
