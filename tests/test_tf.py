@@ -485,7 +485,7 @@ def test_packed_sequence_classification_labels_are_slots_of_single_label_classes
     ids = np.array([[0, 5, 2, 0, 7, 2, 1]], np.int32)
     seg = np.array([[1, 1, 1, 2, 2, 2, 0]], np.int32)
     model = xlmr_tf.TFXLMRobertaForSequenceClassification(tiny_config(num_labels=3)).build_model()
-    with pytest.raises(ValueError, match=r"labels has shape \(2,\); with segment_ids .* expects \(1, 7\)"):
+    with pytest.raises(ValueError, match=r"labels has shape \(2,\); with segment_ids .* expects .*\(1, 7\)"):
         model(ids, segment_ids=seg, labels=np.array([1, 2]))
     with pytest.raises(ValueError, match=r"labels contain 3, outside \[0, 3\)"):
         model(ids, segment_ids=seg, labels=np.array([[1, 3, -100, -100, -100, -100, -100]]))

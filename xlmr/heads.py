@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+_ENCODER_EXTRAS = ("hidden_states", "attentions")
+
 
 @dataclass(frozen=True)
 class Head:
@@ -16,14 +18,15 @@ class Head:
 
     Attributes:
         name: Short name used across the project (``"masked_lm"``...).
-        torch_class / tf_class / flax_class: Class names in xlmr_torch / xlmr_tf / xlmr_flax (and HF).
+        stem: The class name after ``XLMRoberta`` (``"ForMaskedLM"``); ``torch_class`` /
+            ``tf_class`` / ``flax_class`` are HF's names built from it.
+        loss: Loss kind, see ``LOSSES`` (None: no loss).
+        output_class: HF's PyTorch output class name (TF / Flax prepend ``TF`` / ``Flax``).
+        head_modules: Top-level attribute names of the head's own weights.
         prefix: Attribute holding the backbone (``"roberta"``); empty for the bare model.
         add_pooling_layer: Whether the backbone of this head has a pooler.
         outputs: Output fields in tuple order (``loss`` first when labels are given).
         label_args: Call arguments carrying the targets.
-        loss: Loss kind, see ``LOSSES``.
-        output_class: HF's PyTorch output class name (TF / Flax prepend ``TF`` / ``Flax``).
-        head_modules: Top-level attribute names of the head's own weights.
         input_rank: Rank of ``input_ids``: 2 (batch, seq), or 3 (batch, num_choices, seq) for
             multiple choice.
         decodes: Whether the head can run as a decoder with a key/value cache.
@@ -34,21 +37,31 @@ class Head:
     """
 
     name: str
-    torch_class: str
-    tf_class: str
-    flax_class: str
-    prefix: str
-    add_pooling_layer: bool
-    outputs: tuple[str, ...]
-    label_args: tuple[str, ...]
+    stem: str
     loss: str | None
     output_class: str
-    head_modules: tuple[str, ...]
+    head_modules: tuple[str, ...] = ()
+    prefix: str = "roberta"
+    add_pooling_layer: bool = False
+    outputs: tuple[str, ...] = ("loss", "logits", *_ENCODER_EXTRAS)
+    label_args: tuple[str, ...] = ("labels",)
     input_rank: int = 2
     decodes: bool = False
     prediction: tuple[str, ...] = ("logits",)
     packable: bool = False
     per_sequence: bool = False
+
+    @property
+    def torch_class(self) -> str:
+        return "XLMRoberta" + self.stem
+
+    @property
+    def tf_class(self) -> str:
+        return "TF" + self.torch_class
+
+    @property
+    def flax_class(self) -> str:
+        return "Flax" + self.torch_class
 
     def class_name(self, backend: str) -> str:
         return {"torch": self.torch_class, "tf": self.tf_class, "flax": self.flax_class}[backend]
@@ -68,123 +81,78 @@ LOSSES = (
     "span",
 )
 
-_ENCODER_EXTRAS = ("hidden_states", "attentions")
+_HEAD_LIST = (
+    Head(
+        "base",
+        "Model",
+        None,
+        "BaseModelOutputWithPoolingAndCrossAttentions",
+        prefix="",
+        add_pooling_layer=True,
+        label_args=(),
+        decodes=True,
+        packable=True,
+        outputs=(
+            "last_hidden_state",
+            "pooler_output",
+            "hidden_states",
+            "past_key_values",
+            "attentions",
+            "cross_attentions",
+        ),
+        prediction=("last_hidden_state",),
+    ),
+    Head(
+        "causal_lm",
+        "ForCausalLM",
+        "causal_lm",
+        "CausalLMOutputWithCrossAttentions",
+        ("lm_head",),
+        outputs=("loss", "logits", "past_key_values", "hidden_states", "attentions", "cross_attentions"),
+        decodes=True,
+    ),
+    Head("masked_lm", "ForMaskedLM", "masked_lm", "MaskedLMOutput", ("lm_head",), packable=True),
+    Head(
+        "sequence_classification",
+        "ForSequenceClassification",
+        "sequence_classification",
+        "SequenceClassifierOutput",
+        ("classifier",),
+        packable=True,
+        per_sequence=True,
+    ),
+    Head(
+        "multiple_choice",
+        "ForMultipleChoice",
+        "multiple_choice",
+        "MultipleChoiceModelOutput",
+        ("classifier",),
+        add_pooling_layer=True,
+        input_rank=3,
+        per_sequence=True,
+    ),
+    Head(
+        "token_classification",
+        "ForTokenClassification",
+        "token_classification",
+        "TokenClassifierOutput",
+        ("classifier",),
+        packable=True,
+    ),
+    Head(
+        "question_answering",
+        "ForQuestionAnswering",
+        "span",
+        "QuestionAnsweringModelOutput",
+        ("qa_outputs",),
+        outputs=("loss", "start_logits", "end_logits", *_ENCODER_EXTRAS),
+        label_args=("start_positions", "end_positions"),
+        prediction=("start_logits", "end_logits"),
+        packable=True,
+    ),
+)
 
-HEADS: dict[str, Head] = {
-    h.name: h
-    for h in (
-        Head(
-            name="base",
-            torch_class="XLMRobertaModel",
-            tf_class="TFXLMRobertaModel",
-            flax_class="FlaxXLMRobertaModel",
-            prefix="",
-            add_pooling_layer=True,
-            outputs=(
-                "last_hidden_state",
-                "pooler_output",
-                "hidden_states",
-                "past_key_values",
-                "attentions",
-                "cross_attentions",
-            ),
-            label_args=(),
-            loss=None,
-            output_class="BaseModelOutputWithPoolingAndCrossAttentions",
-            head_modules=(),
-            decodes=True,
-            prediction=("last_hidden_state",),
-            packable=True,
-        ),
-        Head(
-            name="causal_lm",
-            torch_class="XLMRobertaForCausalLM",
-            tf_class="TFXLMRobertaForCausalLM",
-            flax_class="FlaxXLMRobertaForCausalLM",
-            prefix="roberta",
-            add_pooling_layer=False,
-            outputs=("loss", "logits", "past_key_values", "hidden_states", "attentions", "cross_attentions"),
-            label_args=("labels",),
-            loss="causal_lm",
-            output_class="CausalLMOutputWithCrossAttentions",
-            head_modules=("lm_head",),
-            decodes=True,
-        ),
-        Head(
-            name="masked_lm",
-            torch_class="XLMRobertaForMaskedLM",
-            tf_class="TFXLMRobertaForMaskedLM",
-            flax_class="FlaxXLMRobertaForMaskedLM",
-            prefix="roberta",
-            add_pooling_layer=False,
-            outputs=("loss", "logits", *_ENCODER_EXTRAS),
-            label_args=("labels",),
-            loss="masked_lm",
-            output_class="MaskedLMOutput",
-            head_modules=("lm_head",),
-            packable=True,
-        ),
-        Head(
-            name="sequence_classification",
-            torch_class="XLMRobertaForSequenceClassification",
-            tf_class="TFXLMRobertaForSequenceClassification",
-            flax_class="FlaxXLMRobertaForSequenceClassification",
-            prefix="roberta",
-            add_pooling_layer=False,
-            outputs=("loss", "logits", *_ENCODER_EXTRAS),
-            label_args=("labels",),
-            loss="sequence_classification",
-            output_class="SequenceClassifierOutput",
-            head_modules=("classifier",),
-            packable=True,
-            per_sequence=True,
-        ),
-        Head(
-            name="multiple_choice",
-            torch_class="XLMRobertaForMultipleChoice",
-            tf_class="TFXLMRobertaForMultipleChoice",
-            flax_class="FlaxXLMRobertaForMultipleChoice",
-            prefix="roberta",
-            add_pooling_layer=True,
-            outputs=("loss", "logits", *_ENCODER_EXTRAS),
-            label_args=("labels",),
-            loss="multiple_choice",
-            output_class="MultipleChoiceModelOutput",
-            head_modules=("classifier",),
-            input_rank=3,
-            per_sequence=True,
-        ),
-        Head(
-            name="token_classification",
-            torch_class="XLMRobertaForTokenClassification",
-            tf_class="TFXLMRobertaForTokenClassification",
-            flax_class="FlaxXLMRobertaForTokenClassification",
-            prefix="roberta",
-            add_pooling_layer=False,
-            outputs=("loss", "logits", *_ENCODER_EXTRAS),
-            label_args=("labels",),
-            loss="token_classification",
-            output_class="TokenClassifierOutput",
-            head_modules=("classifier",),
-            packable=True,
-        ),
-        Head(
-            name="question_answering",
-            torch_class="XLMRobertaForQuestionAnswering",
-            tf_class="TFXLMRobertaForQuestionAnswering",
-            flax_class="FlaxXLMRobertaForQuestionAnswering",
-            prefix="roberta",
-            add_pooling_layer=False,
-            outputs=("loss", "start_logits", "end_logits", *_ENCODER_EXTRAS),
-            label_args=("start_positions", "end_positions"),
-            loss="span",
-            output_class="QuestionAnsweringModelOutput",
-            head_modules=("qa_outputs",),
-            prediction=("start_logits", "end_logits"),
-            packable=True,
-        ),
-    )
-}
+HEADS: dict[str, Head] = {h.name: h for h in _HEAD_LIST}
 
 HEAD_NAMES = tuple(HEADS)
 

@@ -127,11 +127,17 @@ def head_module_shapes(config: XLMRobertaConfig, head: Head | str) -> dict[str, 
     return {}
 
 
-def expected_shapes(config: XLMRobertaConfig, head: Head | str) -> dict[str, tuple[int, ...]]:
-    """Every canonical key of ``head``'s model with its shape, in module order."""
+def expected_shapes(
+    config: XLMRobertaConfig, head: Head | str, add_pooling_layer: bool | None = None
+) -> dict[str, tuple[int, ...]]:
+    """Every canonical key of ``head``'s model with its shape, in module order.
+
+    ``add_pooling_layer`` overrides the head's default (``XLMRobertaModel(config, add_pooling_layer=False)``).
+    """
     head = get_head(head) if isinstance(head, str) else head
     prefix = f"{head.prefix}." if head.prefix else ""
-    shapes = {prefix + k: s for k, s in backbone_shapes(config, head.add_pooling_layer).items()}
+    pooler = head.add_pooling_layer if add_pooling_layer is None else add_pooling_layer
+    shapes = {prefix + k: s for k, s in backbone_shapes(config, pooler).items()}
     shapes.update(head_module_shapes(config, head))
     return shapes
 

@@ -54,7 +54,7 @@ def variable_map(model: PretrainedModel) -> dict[str, tuple[Any, bool]]:
 def canonical_state_dict(model: PretrainedModel) -> dict[str, np.ndarray]:
     """The model's weights as canonical numpy arrays (PyTorch layouts, no tied aliases), in canonical order."""
     vmap = variable_map(model)
-    expected = W.expected_shapes(model.config, model.head)
+    expected = W.expected_shapes(model.config, model.head, model.roberta.add_pooling_layer)
     if set(vmap) != set(expected):
         raise RuntimeError(
             f"weight names do not match the canonical ones: extra {sorted(set(vmap) - set(expected))}, "
