@@ -513,7 +513,9 @@ def test_peft_records_the_base_path_and_auto_peft_model_rebuilds_it(tmp_path):
     adapter_dir = tmp_path / "adapter"
     peft_model.save_pretrained(adapter_dir)
     saved = json.loads((adapter_dir / "adapter_config.json").read_text())
-    assert saved["base_model_name_or_path"] == str(base_dir)
+    assert saved["base_model_name_or_path"] == str(base_dir)  # PEFT reads model.__dict__["name_or_path"]
+    card = (adapter_dir / "README.md").read_text()  # and config.to_dict()["_name_or_path"] for the card
+    assert f"base_model: {base_dir}" in card
 
     rebuilt = peft.AutoPeftModelForSequenceClassification.from_pretrained(str(adapter_dir)).eval()
     assert type(rebuilt.base_model.model).__module__.startswith("transformers.")
