@@ -480,6 +480,30 @@ def test_hub_arguments_reach_hf_hub_download_and_a_404_moves_to_the_next_format(
         xlmr_flax.FlaxXLMRobertaModel.from_pretrained(REPO, revision="noweights")
 
 
+def test_no_connection_and_nothing_cached_says_so(hub, monkeypatch):
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+
+    def unreachable(repo_id, filename, **kwargs):
+        if filename == "config.json":
+            return huggingface_hub.try_to_load_from_cache(REPO, filename, cache_dir=kwargs["cache_dir"])
+        raise LocalEntryNotFoundError(
+            "Connection error, and we cannot find the requested files in the disk cache."
+        )
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    with pytest.raises(FileNotFoundError) as err:
+        _loaders()["model"](REPO)
+    message = str(err.value)
+    assert (
+        message.startswith("a weight file (looked for model.safetensors, ")
+        and "could not be fetched" in message
+    )
+    assert "Connection error" in message and "Hub repo org/xlmr-tiny (revision main)" in message
+
+
 def test_the_weight_file_table_is_conversions():
     assert _hub.WEIGHT_FILES == conversion.FORMATS
 

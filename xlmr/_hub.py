@@ -187,6 +187,7 @@ class _Repo:
         self.force_download = bool(kwargs.get("force_download", False))
         self.fetched: list[str] = []
         self.directory: Path | None = None
+        self.unreachable: Exception | None = None  # online, a file neither fetched nor in the cache
 
     def where(self) -> str:
         sub = f", subfolder {self.subfolder!r}" if self.subfolder else ""
@@ -226,6 +227,7 @@ class _Repo:
         except errors.LocalEntryNotFoundError as err:  # offline, or no connection: not in the cache
             if required:
                 raise self._missing(filename, err) from None
+            self.unreachable = self.unreachable or err
             return None
         except errors.EntryNotFoundError:  # the repo has no such file
             if required:
@@ -312,8 +314,8 @@ def _fetch_weights(repo: _Repo, native: str | None) -> Path:
                 repo.fetch(shard, required=True)
             return path
     names = ", ".join(name for fmt in order for name in WEIGHT_FILES[fmt])
-    if repo.offline:
-        raise repo._missing(f"a weight file (looked for {names})", None)
+    if repo.offline or repo.unreachable:
+        raise repo._missing(f"a weight file (looked for {names})", repo.unreachable)
     raise FileNotFoundError(f"{repo.where()} holds no weight file (looked for {names})")
 
 
@@ -368,8 +370,8 @@ def resolve_files(
     needed = tuple(need_one_of)
     if needed and not set(needed) & set(repo.fetched):
         what = " or ".join(needed)
-        if repo.offline:
-            raise repo._missing(what, None)
+        if repo.offline or repo.unreachable:
+            raise repo._missing(what, repo.unreachable)
         raise FileNotFoundError(f"{repo.where()} has no {what}")
     return repo.resolved()
 
