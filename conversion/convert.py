@@ -134,8 +134,8 @@ def convert(
     Args:
         src: HF-layout directory, or a weight file (``config.json`` beside it or given as ``config``).
         dst: Directory receiving the weight file(s), ``config.json`` and the tokenizer files of ``src``.
-        to: ``"safetensors"``, ``"pytorch"``, ``"tf"`` or ``"flax"``; ``"onnx"`` exports ONNX graphs
-            instead (:func:`conversion.onnx_export.export_onnx`, which takes the ONNX options).
+        to: ``"safetensors"``, ``"pytorch"``, ``"tf"`` or ``"flax"`` (ONNX graphs:
+            :func:`conversion.onnx_export.export_onnx`, which builds on xlmr_torch).
         dtype: Cast every weight to ``"float32"``, ``"float16"`` or ``"bfloat16"`` (exact numpy casts).
         force: Replace the weight files ``dst`` already holds.
         max_shard_size: Write HF shards plus an index when the weights exceed this (``"2GB"``...).
@@ -152,12 +152,6 @@ def convert(
         >>> from conversion.convert import convert
         >>> convert("xlmr-base", "xlmr-base-tf", "tf").line()  # doctest: +SKIP
     """
-    if to == "onnx":
-        from .onnx_export import export_onnx
-
-        if dtype is not None or max_shard_size is not None or config is not None:
-            raise ValueError("dtype, max_shard_size and config do not apply to an ONNX export")
-        return export_onnx(src, dst, force=force, root=root, **hub)
     start = time.perf_counter()
     if to not in io.FORMATS:
         raise ValueError(f"unknown format {to!r}; expected one of {', '.join(io.FORMATS)}")

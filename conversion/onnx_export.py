@@ -16,6 +16,9 @@ example's, before anything is moved into place, and compared with xlmr_torch's e
   int8 weights, from the optimized graph when there is one) with a cosine similarity of at
   least :data:`MIN_COSINE` (0.99) to float32, per output.
 
+This module sits above xlmr_torch (which loads through ``conversion``): only the CLI imports it,
+never ``conversion/__init__`` or ``convert``, so imports still go one way.
+
 The directory is replaced as a whole (:class:`xlmr._fileio.StagedDirectory`) and receives
 ``config.json`` and the source's tokenizer files, like every other conversion. Needs torch,
 onnx, onnxscript and onnxruntime (``pip install "xlmr[torch,onnx]"``).

@@ -187,9 +187,13 @@ def test_the_cache_is_laid_out_as_huggingface_hub_lays_it_out(hub):
     assert huggingface_hub.try_to_load_from_cache(
         REPO, "pytorch_model.bin", cache_dir=hub.cache, revision="v1"
     ) == str(hub.snapshot("v1") / "pytorch_model.bin")
-    assert huggingface_hub.try_to_load_from_cache(REPO, "model.safetensors", revision="v1") is None
+    assert huggingface_hub.try_to_load_from_cache(REPO, "config.json", cache_dir=hub.cache, revision="v1")
+    assert (
+        huggingface_hub.try_to_load_from_cache(REPO, "model.safetensors", cache_dir=hub.cache, revision="v1")
+        is None
+    )
     assert huggingface_hub.try_to_load_from_cache(
-        REPO, "sub/model.safetensors", revision=hub.commits["main"]
+        REPO, "sub/model.safetensors", cache_dir=hub.cache, revision=hub.commits["main"]
     ) == str(main / "sub" / "model.safetensors")
     assert (main / "config.json").is_symlink() and (main / "config.json").resolve().parent.name == "blobs"
 
