@@ -18,6 +18,7 @@ import sys
 import threading
 
 from xlmr._fileio import Terminated
+from xlmr.heads import HEAD_NAMES
 
 from .common import DTYPES
 from .convert import convert
@@ -81,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write model_quantized.onnx (dynamic int8 quantization), checked: cosine >= 0.99 to float32",
     )
     onnx.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
+    onnx.add_argument(
+        "--head",
+        choices=HEAD_NAMES,
+        help="export this head instead of the checkpoint's own (base: the bare encoder, e.g. for embeddings)",
+    )
     hub = parser.add_argument_group(
         "Hugging Face Hub (SRC = org/name or org/name@revision; HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE, "
         "HF_TOKEN honoured)"
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     onnx_only = [flag for flag, value in (("--optimize", args.optimize), ("--quantize", args.quantize),
-                                          ("--opset", args.opset)) if value]  # fmt: skip
+                                          ("--opset", args.opset), ("--head", args.head)) if value]  # fmt: skip
     if args.to != "onnx" and onnx_only:
         print(f"error: {onnx_only[0]} needs --to onnx (see xlmr-convert --help)", file=sys.stderr)
         return 2
@@ -157,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                     quantize=args.quantize,
                     force=args.force,
                     opset=args.opset,
+                    head=args.head,
                     **_hub_kwargs(args),
                 )
             else:

@@ -42,7 +42,7 @@ import numpy as np
 from xlmr import _hub
 from xlmr._fileio import StagedDirectory, contained_path
 from xlmr.config import XLMRobertaConfig
-from xlmr.heads import Head
+from xlmr.heads import Head, get_head
 
 from . import io
 from .common import CheckpointError
@@ -307,6 +307,7 @@ def export_onnx(
     quantize: str | None = None,
     force: bool = False,
     opset: int | None = None,
+    head: str | None = None,
     root: str | os.PathLike | None = None,
     **hub: Any,
 ) -> OnnxSummary:
@@ -320,6 +321,8 @@ def export_onnx(
         quantize: ``"int8"``: also write ``model_quantized.onnx`` (dynamic int8 quantization).
         force: Replace the ONNX and weight files ``dst`` already holds.
         opset: ONNX opset (default: the exporter's).
+        head: Export this head (``"base"`` for the bare encoder of a masked-LM checkpoint...) instead
+            of the checkpoint's own; weights it lacks are initialised and logged, as ``from_pretrained`` does.
         root: Widen the tree the source's files may resolve into (see :func:`xlmr._fileio.contained_path`).
         **hub: HF's Hub arguments (``revision``, ``cache_dir``, ``local_files_only``, ``token``,
             ``subfolder``, ``force_download``).
@@ -342,8 +345,11 @@ def export_onnx(
     root = root if root is not None else resolved.root
     weight_file, config = resolve_source(resolved.path, root=root)
     src_dir = resolved.path if resolved.path.is_dir() else resolved.path.parent
-    with io.open_raw(weight_file, root=root) as tensors:
-        head = io.head_of(config, tensors)
+    if head is not None:
+        head = get_head(head)
+    else:
+        with io.open_raw(weight_file, root=root) as tensors:
+            head = io.head_of(config, tensors)
     dst = Path(dst)
     if dst.exists() and not dst.is_dir():
         raise NotADirectoryError(f"destination {dst} is a file, not a directory")

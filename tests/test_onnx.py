@@ -124,6 +124,18 @@ def test_one_token_type_means_two_inputs_and_tokenizer_files_are_copied(tmp_path
     )
 
 
+def test_head_base_exports_the_encoder_of_a_masked_lm_checkpoint(tmp_path, capsys):
+    hf_model, config = _hf_checkpoint("masked_lm", tmp_path / "src")
+    assert cli.main([str(tmp_path / "src"), str(tmp_path / "onnx"), "--to", "onnx", "--head", "base"]) == 0
+    assert "(onnx, base;" in capsys.readouterr().out
+    assert json.loads((tmp_path / "onnx" / "config.json").read_text())["architectures"] == ["XLMRobertaModel"]
+    feed = make_inputs(config, "base", batch=3, seq=12, seed=8, labels=False)
+    got = _run(tmp_path / "onnx" / "model.onnx", feed)
+    assert list(got) == ["last_hidden_state", "pooler_output"]  # the pooler is new (not in the checkpoint)
+    expected = hf_torch_forward(hf_model.roberta, feed)["last_hidden_state"]
+    np.testing.assert_allclose(got["last_hidden_state"], expected, atol=1e-4, rtol=0)
+
+
 def _perturbed(source: Path, target: Path, scale: float) -> None:
     """A copy of a graph whose largest float weight is multiplied by ``scale`` (a wrong graph)."""
     model = onnx.load(str(source))
@@ -187,6 +199,7 @@ def test_an_existing_export_needs_force_and_stale_weights_go(tmp_path, capsys):
         (["--to", "flax", "--quantize", "int8"], "--quantize needs --to onnx"),
         (["--to", "onnx", "--dtype", "float16"], "do not apply to --to onnx"),
         (["--to", "onnx", "--quantize", "int4"], "invalid choice: 'int4'"),
+        (["--to", "safetensors", "--head", "base"], "--head needs --to onnx"),
     ],
 )
 def test_onnx_options_misused_are_argument_errors(tmp_path, capsys, argv, message):
