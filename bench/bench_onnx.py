@@ -1,6 +1,6 @@
 """ONNX Runtime (float32, optimized, int8) against xlmr_torch, same weights, same process.
 
-    python -m bench.bench_onnx [--quick]
+    python -m bench.bench_onnx [--quick] [--parts=uniform,corpus]
 
 The graphs are what ``xlmr-convert SRC DST --to onnx --optimize --quantize int8`` writes (each
 checked by the export itself), from an xlm-roberta-base-shaped ``XLMRobertaModel`` with random
@@ -33,7 +33,7 @@ import numpy as np
 
 from bench import corpus as C
 from bench.bench_forward_torch import _inputs
-from bench.bench_packed import _route_packed, _route_padded
+from bench.bench_packed import _Clock, _pad
 from bench.shapes import TINY, XLMR_BASE
 
 BATCH = 32
@@ -122,7 +122,35 @@ def _uniform(model, sessions: dict, quick: bool) -> list[dict]:
     return rows
 
 
-def _corpus(model, sessions: dict, quick: bool) -> list[dict]:
+def _padded_route(forward, ids, batches, keep) -> tuple[_Clock, dict[int, np.ndarray]]:
+    """Time ``forward`` over padded ``batches``; keep the outputs of the texts in ``keep`` only (memory)."""
+    clock, outputs = _Clock(), {}
+    for batch in batches:
+        x, mask = _pad(ids, batch)
+        out = clock.call(forward, x, mask)
+        for r, i in enumerate(batch):
+            if i in keep:
+                outputs[i] = np.array(out[r, : len(ids[i])])
+    return clock, outputs
+
+
+def _packed_route(forward, ids, max_length, keep) -> tuple[_Clock, dict[int, np.ndarray], int]:
+    from xlmr._packing import pack_sequences
+
+    clock, outputs = _Clock(), {}
+    batches = pack_sequences(ids, max_length=max_length, pad_token_id=1)
+    for b in batches:
+        out = clock.call(forward, b.input_ids, b.segment_ids)
+        for i, tokens in zip(b.index, b.tokens(out)):
+            if int(i) in keep:
+                outputs[int(i)] = np.array(tokens)
+    return clock, outputs, len(batches)
+
+
+def _corpus(model, graphs: dict[str, Path], quick: bool) -> list[dict]:
+    """One ONNX Runtime session at a time (each keeps its own memory arena), outputs of 24 texts kept."""
+    import gc
+
     import torch
 
     from xlmr import XLMRobertaConfig
@@ -144,20 +172,30 @@ def _corpus(model, sessions: dict, quick: bool) -> list[dict]:
         return model(torch.from_numpy(x), attention_mask=torch.from_numpy(mask)).last_hidden_state.numpy()
 
     max_length = max_sequence_length(XLMRobertaConfig(**model.config.to_dict()))
-    pclock, poutputs, nbatches = _route_packed(packed, ids, max_length)
-    tclock, _ = _route_padded(torch_padded, ids, batches)
-    sample = np.random.default_rng(0).choice(n, size=min(24, n), replace=False)
+    sample = sorted(np.random.default_rng(0).choice(n, size=min(24, n), replace=False).tolist())
+    keep = set(sample)
+    pclock, poutputs, nbatches = _packed_route(packed, ids, max_length, keep)
+    tclock, _ = _padded_route(torch_padded, ids, batches, keep)
     scale = "tiny" if quick else "xlm-roberta-base shape"
     rows = []
-    for name, session in sessions.items():
-        clock, outputs = _route_padded(
-            lambda x, mask, s=session: s.run(["last_hidden_state"], {"input_ids": x, "attention_mask": mask})[0],
+    for name, path in graphs.items():
+        session = _session(path)
+        clock, outputs = _padded_route(
+            lambda x, mask, s=session: s.run(["last_hidden_state"], {"input_ids": x, "attention_mask": mask})[
+                0
+            ],
             ids,
             batches,
+            keep,
         )
+        del session
+        gc.collect()
         got = np.concatenate([outputs[i] for i in sample])
         expected = np.concatenate([poutputs[i] for i in sample])
-        for label, reference in (("xlmr_torch packed", pclock.total), ("xlmr_torch sorted padded", tclock.total)):
+        for label, reference in (
+            ("xlmr_torch packed", pclock.total),
+            ("xlmr_torch sorted padded", tclock.total),
+        ):
             rows.append(
                 {
                     "benchmark": f"corpus {n} texts ({tokens} tokens, {scale}): ONNX Runtime {name} "
@@ -174,21 +212,34 @@ def _corpus(model, sessions: dict, quick: bool) -> list[dict]:
     return rows
 
 
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool = False, parts: tuple[str, ...] = ("uniform", "corpus")) -> list[dict]:
+    import gc
+
     config = _config(quick)
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="xlmr-bench-onnx-") as tmp:
         model, export_s, checks = _export(config, Path(tmp))
-        sessions = {name: _session(Path(tmp) / "onnx" / file) for name, file in GRAPHS.items()}
-        rows = _uniform(model, sessions, quick) + _corpus(model, sessions, quick)
-    for row in rows:
-        row["notes"] += f"; export + checks {export_s:.0f} s ({checks})" if row is rows[0] else ""
+        graphs = {name: Path(tmp) / "onnx" / file for name, file in GRAPHS.items()}
+        if "uniform" in parts:
+            sessions = {name: _session(path) for name, path in graphs.items()}
+            rows += _uniform(model, sessions, quick)
+            del sessions
+            gc.collect()
+        if "corpus" in parts:
+            rows += _corpus(model, graphs, quick)
+    if rows:
+        rows[0]["notes"] += f"; export + checks {export_s:.0f} s ({checks})"
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    for r in run(quick="--quick" in argv):
-        print(r)
+    parts = ("uniform", "corpus")
+    for arg in argv:
+        if arg.startswith("--parts="):
+            parts = tuple(arg.split("=", 1)[1].split(","))
+    for r in run(quick="--quick" in argv, parts=parts):
+        print(r, flush=True)
     return 0
 
 
