@@ -490,7 +490,9 @@ def test_packed_sequence_classification_labels_are_slots_of_single_label_classes
     with pytest.raises(ValueError, match=r"labels contain 3, outside \[0, 3\)"):
         model(ids, segment_ids=seg, labels=np.array([[1, 3, -100, -100, -100, -100, -100]]))
     multi = np.zeros((1, 7), np.float32)
-    with pytest.raises(ValueError, match="single-label classification only.*this call is multi_label_classification"):
+    with pytest.raises(
+        ValueError, match="single-label classification only.*this call is multi_label_classification"
+    ):
         model(ids, segment_ids=seg, labels=multi)
     regression = xlmr_tf.TFXLMRobertaForSequenceClassification(tiny_config(num_labels=1)).build_model()
     with pytest.raises(ValueError, match="single-label classification only.*this call is regression"):

@@ -20,6 +20,7 @@ __all__ = [
     "XLMRobertaTokenizer",
     "XLMRobertaTokenizerFast",
     "get_head",
+    "pipeline",
 ]
 
 
@@ -29,4 +30,8 @@ def __getattr__(name: str):
         from . import tokenization
 
         return getattr(tokenization, name)
+    if name == "pipeline":  # numpy-only, but not loaded on `import xlmr`
+        from .pipelines import pipeline
+
+        return pipeline
     raise AttributeError(f"module 'xlmr' has no attribute {name!r}")

@@ -1,23 +1,19 @@
-"""``xlmr-demo --model DIR``: fill-mask and classification with a user's own HF checkpoint directory."""
+"""``xlmr-demo --model DIR``: fill-mask and classification with a user's own HF checkpoint directory.
+
+Both run through the task pipelines (``xlmr.pipeline``); this module only checks the directory,
+turns problems into one-line :class:`DemoError` messages and prints the results.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
-
-from ._backends import DemoError, forward_fn, import_backend, load_model
+from ._backends import DemoError, import_backend
 from .console import say
 
 # HF tokenizer files an XLM-R checkpoint directory may hold (either is enough).
 TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model")
-
-
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
 
 
 def check_model_dir(directory: Path) -> None:
@@ -39,24 +35,24 @@ def check_model_dir(directory: Path) -> None:
 
 
 def load_tokenizer(directory: Path):
+    """The fast tokenizer of the directory (built from ``sentencepiece.bpe.model`` when it has no tokenizer.json)."""
     import xlmr
 
-    cls = (
-        xlmr.XLMRobertaTokenizerFast if (directory / "tokenizer.json").is_file() else xlmr.XLMRobertaTokenizer
-    )
     try:
-        return cls.from_pretrained(str(directory))
+        return xlmr.XLMRobertaTokenizerFast.from_pretrained(str(directory))
     except (OSError, ValueError, RuntimeError) as err:
         raise DemoError(f"--model {directory}: cannot load the tokenizer ({err})") from None
 
 
-def _load(backend: str, class_name: str, directory: Path):
+def _pipeline(task: str, directory: Path, backend: str, tokenizer):
     import_backend(backend)  # a missing extra is a DemoError before anything else
+    import xlmr
+
     try:
-        return load_model(backend, class_name, directory)
+        return xlmr.pipeline(task, directory, backend=backend, tokenizer=tokenizer)
     except (FileNotFoundError, ValueError, KeyError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DemoError(f"--model {directory}: cannot load {class_name} in {backend}: {message}") from None
+        raise DemoError(f"--model {directory}: cannot run {task} in {backend}: {message}") from None
 
 
 def _token_text(tokenizer, token_id: int) -> str:
@@ -69,38 +65,25 @@ def _token_text(tokenizer, token_id: int) -> str:
 def fill_mask(directory: Path, backend: str, text: str, top_k: int) -> list[list[tuple[str, float]]]:
     """Top-``top_k`` ``(token, probability)`` for each ``<mask>`` of ``text``; printed as it goes."""
     tokenizer = load_tokenizer(directory)
-    mask_token = tokenizer.mask_token
-    if mask_token not in text:
-        raise DemoError(f"--fill-mask text must contain {mask_token}, got {text!r}")
-    import xlmr
-
-    config = xlmr.XLMRobertaConfig.from_pretrained(directory)
-    enc = tokenizer([text])
-    ids = np.asarray(enc["input_ids"], dtype=np.int64)
-    if ids.shape[1] > config.max_sequence_length:
-        raise DemoError(
-            f"--fill-mask text is {ids.shape[1]} tokens long; the model takes at most "
-            f"{config.max_sequence_length}"
-        )
-    model = _load(backend, "XLMRobertaForMaskedLM", directory)
-    mask = np.asarray(enc["attention_mask"], dtype=np.int64)
-    logits = forward_fn(backend, model, compile=False)(ids, mask)[0]  # (seq, vocab)
-    positions = np.flatnonzero(ids[0] == tokenizer.mask_token_id)
+    if tokenizer.mask_token not in text:
+        raise DemoError(f"--fill-mask text must contain {tokenizer.mask_token}, got {text!r}")
+    fill = _pipeline("fill-mask", directory, backend, tokenizer)
+    try:
+        result = fill(text, top_k=top_k)
+    except ValueError as err:
+        raise DemoError(f"--fill-mask {err}") from None
+    per_mask = result if result and isinstance(result[0], list) else [result]
     say(f"fill-mask with {backend} ({_weights_name(directory)}): {text}")
     results = []
-    for n, pos in enumerate(positions):
-        probs = softmax(logits[pos])
-        k = min(top_k, probs.shape[-1])
-        best = np.argsort(-probs, kind="stable")[:k]
-        if len(positions) > 1:
+    for n, predictions in enumerate(per_mask):
+        if len(per_mask) > 1:
             say(f"  mask {n + 1}:")
         rows = []
-        for rank, token_id in enumerate(best, start=1):
-            token = _token_text(tokenizer, token_id)
-            rows.append((token, float(probs[token_id])))
+        for rank, p in enumerate(predictions, start=1):
+            token = _token_text(tokenizer, p["token"])
+            rows.append((token, p["score"]))
             say(
-                f"  {rank}. {json.dumps(token, ensure_ascii=False):<24} score={probs[token_id]:.6f}  "
-                f"id={int(token_id)}"
+                f"  {rank}. {json.dumps(token, ensure_ascii=False):<24} score={p['score']:.6f}  id={p['token']}"
             )
         results.append(rows)
     return results
@@ -108,24 +91,18 @@ def fill_mask(directory: Path, backend: str, text: str, top_k: int) -> list[list
 
 def classify(directory: Path, backend: str, texts: list[str], top_k: int) -> list[list[tuple[str, float]]]:
     """Labels (``id2label`` from config.json) with probabilities for each text, best first."""
-    import xlmr
-
-    tokenizer = load_tokenizer(directory)
-    config = xlmr.XLMRobertaConfig.from_pretrained(directory)
-    model = _load(backend, "XLMRobertaForSequenceClassification", directory)
-    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=config.max_sequence_length)
-    ids = np.asarray(enc["input_ids"], dtype=np.int64)
-    mask = np.asarray(enc["attention_mask"], dtype=np.int64)
-    logits = forward_fn(backend, model, compile=False)(ids, mask)  # (batch, num_labels)
+    classifier = _pipeline("text-classification", directory, backend, load_tokenizer(directory))
+    try:
+        predictions = classifier(list(texts), top_k=top_k, function_to_apply="softmax", truncation=True)
+    except ValueError as err:
+        raise DemoError(f"--classify {err}") from None
     say(f"classify with {backend} ({_weights_name(directory)}):")
     results = []
-    for text, row in zip(texts, logits):
-        probs = softmax(row)
-        order = np.argsort(-probs, kind="stable")[: min(top_k, probs.shape[-1])]
-        labels = [(str(config.id2label[int(i)]), float(probs[i])) for i in order]
+    for text, labels in zip(texts, predictions):
+        rows = [(str(p["label"]), p["score"]) for p in labels]
         say(f"  {text}")
-        say("    " + "  ".join(f"{label}={p:.6f}" for label, p in labels))
-        results.append(labels)
+        say("    " + "  ".join(f"{label}={p:.6f}" for label, p in rows))
+        results.append(rows)
     return results
 
 

@@ -43,6 +43,7 @@ from xlmr.inputs import ArrayInfo, check_inputs
 from xlmr.weights import LoadReport, flatten_tree, unflatten_tree
 
 from . import loading
+from .adapters import FlaxAdapterMixin
 
 __all__ = [
     "FlaxXLMRobertaPreTrainedModel",
@@ -856,7 +857,7 @@ def _has_dropout(config: XLMRobertaConfig) -> bool:
     return any(r > 0 for r in rates)
 
 
-class FlaxXLMRobertaPreTrainedModel:
+class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
     """Base of the Flax XLM-R classes: config, linen module, parameters, loading and saving.
 
     Args:
@@ -1142,26 +1143,29 @@ class FlaxXLMRobertaPreTrainedModel:
             head_mask = jnp.asarray(head_mask, jnp.float32)
             if head_mask.ndim == 1:
                 head_mask = jnp.broadcast_to(head_mask, (cfg.num_hidden_layers, cfg.num_attention_heads))
-        variables: dict[str, Any] = {"params": self.params if params is None else params}
+        # An attached adapter (xlmr_flax.adapters): its tree merged in, its LoRA branches intercepted.
+        params, adapter_scope = self._adapted(params, train)
+        variables: dict[str, Any] = {"params": params}
         mutable: Any = False
         if past_key_values is not None:
             variables["cache"] = past_key_values
             mutable = ["cache"]
             if position_ids is None:  # the module cannot see the cache index: count on from it
                 kwargs["position_ids"] = create_position_ids_from_input_ids(input_ids, cfg.pad_token_id, past)
-        result = self.module.apply(
-            variables,
-            input_ids,
-            attention_mask,
-            head_mask=head_mask,
-            deterministic=not train,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-            rngs={"dropout": dropout_rng} if dropout_rng is not None else {},
-            mutable=mutable,
-            **kwargs,
-        )
+        with adapter_scope:
+            result = self.module.apply(
+                variables,
+                input_ids,
+                attention_mask,
+                head_mask=head_mask,
+                deterministic=not train,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+                rngs={"dropout": dropout_rng} if dropout_rng is not None else {},
+                mutable=mutable,
+                **kwargs,
+            )
         if past_key_values is not None:
             outputs, new_variables = result
             outputs["past_key_values"] = _to_plain_dict(new_variables["cache"])
@@ -1205,11 +1209,23 @@ class FlaxXLMRobertaPreTrainedModel:
     ) -> Any:
         """Write ``config.json`` and the weights (``format``: safetensors, pytorch, flax or tf).
 
+        With an adapter attached (:mod:`xlmr_flax.adapters`) the active adapter alone is written, in
+        PEFT's layout (``adapter_config.json`` + ``adapter_model.safetensors``, or ``.bin`` with
+        ``format="pytorch"``), as HF's ``save_pretrained`` does; :meth:`merge_adapter` first to
+        write the full model.
+
         Args:
             save_directory: Destination directory.
             params: Parameters to write instead of ``self.params``.
             format: Weight file format (``conversion.FORMAT_ALIASES`` names accepted).
         """
+        if self._has_adapters():
+            if params is not None:
+                raise ValueError(
+                    "save_pretrained(params=...) writes a full model, but an adapter is attached, whose "
+                    "save_pretrained writes the adapter alone; merge_adapter() or delete_adapter() first"
+                )
+            return self._save_adapter(save_directory, format)
         return loading.save_pretrained(self, save_directory, params=params, format=format)
 
     def __repr__(self) -> str:

@@ -14,6 +14,13 @@ update. Fold the step number into the key so that every step drops out different
     for i, batch in enumerate(batches):
         params, opt_state, loss = step(params, opt_state, batch, jax.random.fold_in(rng, i))
 
+With a trainable LoRA adapter attached (``model.add_adapter(...)``, see :mod:`xlmr_flax.adapters`)
+the step trains the adapter alone: pass ``model.adapter_params`` (and ``optimizer.init`` of it) as
+``params``; the base parameters are read from ``model.params`` and never change::
+
+    adapter, opt_state = model.adapter_params, optimizer.init(model.adapter_params)
+    adapter, opt_state, loss = step(adapter, opt_state, batch, rng)
+
 Data parallelism uses ``jax.sharding``: a 1-D :class:`~jax.sharding.Mesh` over the devices
 with axis ``"batch"``; parameters and optimizer state are replicated, every batch array is
 split along its first axis, and XLA inserts the gradient all-reduce. The loss is the mean over
@@ -62,6 +69,7 @@ from xlmr.inputs import max_sequence_length
 from xlmr.losses import IGNORE_INDEX, loss_spec, num_classes, problem_type
 from xlmr.protocols import PretrainedModel
 
+from .adapters import combine
 from .losses import compute_loss
 from .modeling import create_position_ids_from_input_ids
 
@@ -178,14 +186,17 @@ def _check_values(model: PretrainedModel, batch: Mapping) -> None:
 
 
 # -- the train steps ---------------------------------------------------------------------------
-def _step_fn(model: PretrainedModel, optimizer: optax.GradientTransformation, check: bool) -> TrainStep:
-    def train_step(params, opt_state, batch, dropout_rng):
+def _step_fn(model: PretrainedModel, optimizer: optax.GradientTransformation, check: bool) -> Callable:
+    def train_step(params, opt_state, batch, dropout_rng, frozen=None):
         if check:
             _check_values(model, batch)
 
         def loss_of(p):
+            # With an adapter (frozen: the base params), p is the adapter tree alone: only it is
+            # differentiated and updated, the base is read and never changes.
+            full = p if frozen is None else combine(frozen, p)
             loss, _ = compute_loss(
-                model, batch, params=p, dropout_rng=dropout_rng, train=dropout_rng is not None
+                model, batch, params=full, dropout_rng=dropout_rng, train=dropout_rng is not None
             )
             return loss
 
@@ -197,18 +208,27 @@ def _step_fn(model: PretrainedModel, optimizer: optax.GradientTransformation, ch
 
 
 class _CheckedStep:
-    """A jitted ``checkify``-ed train step: runs the step, then raises its first failed check.
+    """A jitted train step: runs it (with the frozen base params when an adapter is trained), then
+    raises its first failed check (``checkify``-ed steps).
 
     Attributes of the jitted function (``lower``, ``_cache_size``...) are reachable through it.
     """
 
-    def __init__(self, jitted: Callable) -> None:
+    def __init__(
+        self, jitted: Callable, checked: bool = True, frozen: Callable[[], Any] | None = None
+    ) -> None:
         self._jitted = jitted
+        self._checked = checked
+        self._frozen = frozen
 
     def __call__(
         self, params: Any, opt_state: Any, batch: Mapping, dropout_rng: Any
     ) -> tuple[Any, Any, jax.Array]:
-        error, result = self._jitted(params, opt_state, batch, dropout_rng)
+        extra = () if self._frozen is None else (self._frozen(),)
+        out = self._jitted(params, opt_state, batch, dropout_rng, *extra)
+        if not self._checked:
+            return out
+        error, result = out
         error.throw()
         return result
 
@@ -227,18 +247,32 @@ def _compile(
 ) -> TrainStep:
     step = _step_fn(model, optimizer, check)
     donate_argnums = (0, 1) if donate else ()
+    adapter = model._trained_adapter() if hasattr(model, "_trained_adapter") else None
+    frozen = None
+    if adapter is not None:  # train the adapter tree; the base params come as a fifth argument
+        frozen = lambda: model.params  # noqa: E731 -- read at every call: the model's current base
+        if "in_shardings" in jit_kwargs:
+            jit_kwargs["in_shardings"] = (*jit_kwargs["in_shardings"], jit_kwargs["in_shardings"][0])
     if not check:
-        return jax.jit(step, donate_argnums=donate_argnums, **jit_kwargs)
+        jitted = jax.jit(step, donate_argnums=donate_argnums, **jit_kwargs)
+        return jitted if frozen is None else _CheckedStep(jitted, checked=False, frozen=frozen)
     if "out_shardings" in jit_kwargs:  # the error comes first, replicated like the rest
         jit_kwargs["out_shardings"] = (jit_kwargs["in_shardings"][0], jit_kwargs["out_shardings"])
     checked = checkify.checkify(step, errors=checkify.user_checks)
-    return _CheckedStep(jax.jit(checked, donate_argnums=donate_argnums, **jit_kwargs))
+    return _CheckedStep(jax.jit(checked, donate_argnums=donate_argnums, **jit_kwargs), frozen=frozen)
 
 
 def make_train_step(
     model: PretrainedModel, optimizer: optax.GradientTransformation, donate: bool = False, check: bool = True
 ) -> TrainStep:
     """A jitted ``(params, opt_state, batch, dropout_rng) -> (params, opt_state, loss)``.
+
+    With a trainable LoRA adapter attached and enabled (``model.add_adapter(...)``, or
+    ``load_adapter(..., is_trainable=True)``, see :mod:`xlmr_flax.adapters`), the step trains the
+    adapter alone: ``params`` is the adapter tree (``model.adapter_params``: LoRA leaves and
+    ``modules_to_save`` copies), ``opt_state = optimizer.init(model.adapter_params)``, and the
+    frozen base is read from ``model.params`` at every call -- never differentiated, never
+    updated, never held in the optimizer state.
 
     Args:
         model: A Flax XLM-R model; its head decides the loss (``xlmr_flax.losses``).

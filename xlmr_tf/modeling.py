@@ -48,6 +48,7 @@ from xlmr.inputs import ArrayInfo, check_inputs
 from xlmr.losses import IGNORE_INDEX, check_labels, loss_spec, num_classes
 
 from . import loading, losses
+from .adapters import LoraDense, TFAdapterMixin
 from .training import TFTrainingMixin, export_saved_model
 
 # A call argument: a tensor, or anything tf.convert_to_tensor takes (numpy arrays, nested lists).
@@ -312,8 +313,9 @@ def _initializer(config: XLMRobertaConfig) -> keras.initializers.Initializer:
 # Each layer gets its own initializer: Keras 3 fixes an unseeded initializer's seed when it is
 # made, so layers sharing one instance would start from the same values.
 def _dense(config: XLMRobertaConfig, units: int, name: str, **kwargs: Any) -> keras.layers.Dense:
-    """A Dense layer initialised as HF's (truncated normal of ``config.initializer_range``)."""
-    return keras.layers.Dense(units, kernel_initializer=_initializer(config), name=name, **kwargs)
+    """A Dense layer initialised as HF's (truncated normal of ``config.initializer_range``); a
+    :class:`xlmr_tf.adapters.LoraDense`, which adds an attached LoRA adapter's branch."""
+    return LoraDense(units, kernel_initializer=_initializer(config), name=name, **kwargs)
 
 
 def _embedding(config: XLMRobertaConfig, rows: int, width: int, name: str) -> keras.layers.Embedding:
@@ -1032,7 +1034,7 @@ _BACKBONE_ARGS = (
 )
 
 
-class TFXLMRobertaPreTrainedModel(TFTrainingMixin, keras.Model):
+class TFXLMRobertaPreTrainedModel(TFAdapterMixin, TFTrainingMixin, keras.Model):
     """Base class of the seven models: config handling, input checks, weights, Keras glue.
 
     A ``keras.Model`` subclass: ``compile``/``fit``/``evaluate``/``predict``, ``model.save("x.keras")`` and
@@ -1140,7 +1142,15 @@ class TFXLMRobertaPreTrainedModel(TFTrainingMixin, keras.Model):
         return loading.from_pretrained(cls, pretrained_model_name_or_path, **config_overrides)
 
     def save_pretrained(self, save_directory: str | Any, format: str = "safetensors") -> Any:
-        """Write ``config.json`` and the weights (``safetensors``, ``pytorch``, ``tf`` = tf_model.h5, ``flax``)."""
+        """Write ``config.json`` and the weights (``safetensors``, ``pytorch``, ``tf`` = tf_model.h5, ``flax``).
+
+        With an adapter attached (:mod:`xlmr_tf.adapters`) the active adapter alone is written, in
+        PEFT's layout (``adapter_config.json`` + ``adapter_model.safetensors``, or ``.bin`` with
+        ``format="pytorch"``), as HF's ``save_pretrained`` does; :meth:`merge_adapter` first to
+        write the full model.
+        """
+        if self._has_adapters():
+            return self._save_adapter(save_directory, format)
         return loading.save_pretrained(self, save_directory, format=format)
 
     def canonical_state_dict(self) -> dict[str, np.ndarray]:

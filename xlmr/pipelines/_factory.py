@@ -1,0 +1,105 @@
+"""``pipeline(task, model, ...)``: the task registry and the one entry point."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..heads import HEADS
+from ._base import Pipeline
+from ._feature_extraction import FeatureExtractionPipeline
+from ._fill_mask import FillMaskPipeline
+from ._model import backend_of, check_backend, checkpoint_head, head_mismatch, load_model, load_tokenizer
+from ._question_answering import QuestionAnsweringPipeline
+from ._text_classification import TextClassificationPipeline
+from ._token_classification import TokenClassificationPipeline
+
+SUPPORTED_TASKS: dict[str, type[Pipeline]] = {
+    "feature-extraction": FeatureExtractionPipeline,
+    "fill-mask": FillMaskPipeline,
+    "question-answering": QuestionAnsweringPipeline,
+    "text-classification": TextClassificationPipeline,
+    "token-classification": TokenClassificationPipeline,
+}
+# HF's other names for the same tasks.
+TASK_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
+
+# The head a directory is loaded into for each task.
+_LOAD_HEAD = {
+    "feature-extraction": "base",
+    "fill-mask": "masked_lm",
+    "question-answering": "question_answering",
+    "text-classification": "sequence_classification",
+    "token-classification": "token_classification",
+}
+
+
+def task_class(task: str) -> type[Pipeline]:
+    """The pipeline class of ``task`` (or of an alias); an unknown name lists the known ones."""
+    name = TASK_ALIASES.get(task, task)
+    if name not in SUPPORTED_TASKS:
+        known = sorted(SUPPORTED_TASKS) + sorted(f"{a} (= {t})" for a, t in TASK_ALIASES.items())
+        raise KeyError(f"unknown task {task!r}; available tasks: {', '.join(known)}")
+    return SUPPORTED_TASKS[name]
+
+
+def pipeline(
+    task: str,
+    model: str | os.PathLike | Any,
+    *,
+    backend: str | None = None,
+    tokenizer: Any = None,
+    **options: Any,
+) -> Pipeline:
+    """A task pipeline over an xlmr model, in any backend.
+
+    Args:
+        task: ``"fill-mask"``, ``"text-classification"`` (``"sentiment-analysis"``),
+            ``"token-classification"`` (``"ner"``), ``"question-answering"`` or
+            ``"feature-extraction"``.
+        model: An HF-layout checkpoint directory (any of the four weight files), or an already
+            built xlmr model of any backend.
+        backend: ``"torch"`` (the default for a directory), ``"tf"`` or ``"flax"``; for a model
+            object its own backend (naming another one is an error).
+        tokenizer: An xlmr tokenizer or a directory holding one; by default the model directory's.
+            Needed with a model object.
+        **options: ``batch_size``, ``max_batch_tokens``, ``packed``, ``progress`` (see
+            :class:`Pipeline`), and the task's own options (``top_k``...) as defaults for every call.
+
+    Example:
+        >>> import xlmr
+        >>> fill = xlmr.pipeline("fill-mask", "path/to/xlm-roberta-base", backend="flax")  # doctest: +SKIP
+        >>> fill("Paris is the <mask> of France.")[0]["token_str"]  # doctest: +SKIP
+        'capital'
+    """
+    if not isinstance(task, str):
+        raise TypeError(f"task must be a string, got {type(task).__name__}")
+    cls = task_class(task)
+    name = cls.task
+    if isinstance(model, str | os.PathLike):
+        directory = Path(model).expanduser()
+        backend = check_backend(backend or "torch")
+        if not (directory / "config.json").is_file():
+            load_model(backend, HEADS[_LOAD_HEAD[name]], directory)  # raises the clear missing-file error
+        problem = head_mismatch(
+            name, cls.heads, checkpoint_head(directory), f"the checkpoint {str(directory)!r}"
+        )
+        if problem:
+            raise ValueError(problem)
+        tokenizer = load_tokenizer(tokenizer, directory)
+        model = load_model(backend, HEADS[_LOAD_HEAD[name]], directory)
+    else:
+        found = backend_of(model)
+        if found is None:
+            raise TypeError(
+                f"model must be a checkpoint directory or an xlmr model (xlmr_torch, xlmr_tf, xlmr_flax), "
+                f"got {type(model).__name__}"
+            )
+        if backend is not None and check_backend(backend) != found:
+            raise ValueError(f"backend={backend!r}, but the model is an xlmr_{found} model")
+        problem = head_mismatch(name, cls.heads, model.head, f"the model ({type(model).__name__})")
+        if problem:
+            raise ValueError(problem)
+        tokenizer = load_tokenizer(tokenizer, None)
+    return cls(model, tokenizer, **options)
