@@ -36,6 +36,9 @@ HUB_KWARGS = ("revision", "cache_dir", "local_files_only", "token", "subfolder",
 
 CONFIG_NAME = "config.json"
 
+#: Each backend's own weight format, tried after ``model.safetensors``.
+BACKEND_FORMATS = {"torch": "pytorch", "tf": "tf", "flax": "flax"}
+
 #: Weight format -> (single file, shard index), the names ``conversion.FORMATS`` reads (a test
 #: keeps the two tables equal; the core cannot import ``conversion``).
 WEIGHT_FILES: dict[str, tuple[str, str]] = {
