@@ -19,9 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from xlmr import _hub
 from xlmr._fileio import StagedDirectory, contained_path
 from xlmr.config import CONFIG_NAME, XLMRobertaConfig
 
@@ -35,6 +37,7 @@ TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    "added_tokens.json",
 )
 
 
@@ -115,6 +118,7 @@ def convert(
     check: bool = True,
     allow_overflow: bool = False,
     root: str | os.PathLike | None = None,
+    **hub: Any,
 ) -> Summary:
     """Convert the checkpoint at ``src`` into format ``to`` in directory ``dst``.
 
@@ -130,7 +134,8 @@ def convert(
     Args:
         src: HF-layout directory, or a weight file (``config.json`` beside it or given as ``config``).
         dst: Directory receiving the weight file(s), ``config.json`` and the tokenizer files of ``src``.
-        to: ``"safetensors"``, ``"pytorch"``, ``"tf"`` or ``"flax"``.
+        to: ``"safetensors"``, ``"pytorch"``, ``"tf"`` or ``"flax"`` (ONNX graphs:
+            :func:`conversion.onnx_export.export_onnx`, which builds on xlmr_torch).
         dtype: Cast every weight to ``"float32"``, ``"float16"`` or ``"bfloat16"`` (exact numpy casts).
         force: Replace the weight files ``dst`` already holds.
         max_shard_size: Write HF shards plus an index when the weights exceed this (``"2GB"``...).
@@ -138,6 +143,10 @@ def convert(
         check: Re-read the written files and compare them before moving them into place.
         allow_overflow: With ``dtype``, write values beyond its range as ``inf`` instead of refusing.
         root: Widen the tree the source's files may resolve into (see :func:`xlmr._fileio.contained_path`).
+        **hub: HF's Hub arguments for a ``src`` that is a Hub repo id (``org/name[@revision]``):
+            ``revision``, ``cache_dir``, ``local_files_only``, ``token``, ``subfolder``,
+            ``force_download``. Only config.json, the tokenizer files and one weight format
+            (safetensors first) are fetched.
 
     Example:
         >>> from conversion.convert import convert
@@ -148,6 +157,8 @@ def convert(
         raise ValueError(f"unknown format {to!r}; expected one of {', '.join(io.FORMATS)}")
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
+    resolved = _hub.resolve_model(src, tokenizer=True, **hub)
+    src, root = resolved.path, root if root is not None else resolved.root
     weight_file, cfg = resolve_source(src, config, root=root)
     src_dir = Path(src) if Path(src).is_dir() else Path(src).parent
     dst = Path(dst)

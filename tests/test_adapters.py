@@ -597,11 +597,6 @@ def test_peft_on_xlmr_torch_matches_peft_on_hf(peft_adapter, tmp_path):
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs model.name_or_path set by from_pretrained (issue 15, the hub work); remove this marker "
-    "when that lands -- strict, so the test fails as XPASS until then",
-)
 def test_peft_adapter_from_xlmr_torch_records_its_base_model(tmp_path):
     """PEFT writes model.name_or_path (set by from_pretrained) as base_model_name_or_path."""
     import xlmr_torch

@@ -353,9 +353,9 @@ def test_cli_bad_inputs_give_one_line_errors(tmp_path, capsys):
     code, _, err = run_cli(capsys, tmp_path / "empty", tmp_path / "dst", "--to", "tf")
     assert code == 1 and err.startswith("error: ") and "holds no weight file" in err and err.count("\n") == 1
     make_checkpoint(tmp_path / "src")
-    code, _, err = run_cli(capsys, tmp_path / "src", tmp_path / "dst", "--to", "onnx")
+    code, _, err = run_cli(capsys, tmp_path / "src", tmp_path / "dst", "--to", "gguf")
     assert (
-        code == 2 and err.startswith("error: argument --to: invalid choice: 'onnx'") and err.count("\n") == 1
+        code == 2 and err.startswith("error: argument --to: invalid choice: 'gguf'") and err.count("\n") == 1
     )
     assert not (tmp_path / "dst").exists()
 

@@ -94,11 +94,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "texts", metavar="TEXT", nargs="*", help="inputs (default: --input, else stdin lines)"
     )
-    parser.add_argument("--model", required=True, metavar="DIR", help="HF-layout checkpoint directory")
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="DIR",
+        help="HF-layout checkpoint directory, or a Hugging Face Hub repo id (org/name, org/name@revision)",
+    )
     parser.add_argument(
         "--backend", choices=BACKENDS, default="torch", help="framework to run (default torch)"
     )
-    parser.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory (default: the model's)")
+    parser.add_argument(
+        "--tokenizer", metavar="DIR", help="tokenizer directory or Hub repo id (default: the model's)"
+    )
     parser.add_argument("--input", metavar="FILE", help="read inputs from FILE, one per line")
     parser.add_argument("--question", help="question-answering: ask this of every input (each a context)")
     parser.add_argument("--top-k", type=int, help="results per input (the task's top_k)")

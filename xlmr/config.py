@@ -201,6 +201,9 @@ class XLMRobertaConfig:
         label2id = kwargs.pop("label2id", None)
         num_labels = kwargs.pop("num_labels", None)
         kwargs.pop("model_type", None)
+        # Where the config was loaded from (HF's ``_name_or_path``); not written to config.json.
+        name_or_path = kwargs.pop("_name_or_path", kwargs.pop("name_or_path", ""))
+        self._name_or_path = "" if name_or_path is None else str(name_or_path)
         if num_labels is not None:
             _check_num_labels(num_labels)
         if id2label is not None:
@@ -233,6 +236,15 @@ class XLMRobertaConfig:
         if n != len(self.id2label):
             self.id2label = {i: f"LABEL_{i}" for i in range(n)}
             self.label2id = {v: k for k, v in self.id2label.items()}
+
+    @property
+    def name_or_path(self) -> str:
+        """The path or Hub repo id ``from_pretrained`` loaded (HF's ``config.name_or_path``; "" if built)."""
+        return self._name_or_path
+
+    @name_or_path.setter
+    def name_or_path(self, value: str | os.PathLike) -> None:
+        self._name_or_path = os.fspath(value) if value is not None else ""
 
     @property
     def use_return_dict(self) -> bool:
@@ -345,7 +357,8 @@ class XLMRobertaConfig:
 
     # -- dict / json ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        """Every field, plus ``_name_or_path`` as in HF's ``to_dict`` (``config.json`` leaves it out)."""
+        out: dict[str, Any] = {"_name_or_path": self._name_or_path}
         for name in (*_MODEL_DEFAULTS, *_COMMON_DEFAULTS):
             out[name] = copy.deepcopy(getattr(self, name))
         out["id2label"] = {str(k): v for k, v in self.id2label.items()}
@@ -370,8 +383,14 @@ class XLMRobertaConfig:
                 merged.pop("label2id", None)
         return cls(**merged)
 
+    def _fields(self) -> dict[str, Any]:
+        """:meth:`to_dict` without ``_name_or_path``: what ``config.json`` holds (HF drops it too)."""
+        out = self.to_dict()
+        del out["_name_or_path"]
+        return out
+
     def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        return json.dumps(self._fields(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
     def to_json_file(self, path: str | os.PathLike) -> None:
         atomic_write_text(Path(path), self.to_json_string())
@@ -409,8 +428,16 @@ class XLMRobertaConfig:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> XLMRobertaConfig:
-        """Load ``config.json`` from a directory (or a JSON file), overriding fields with ``overrides``."""
-        path = Path(path)
+        """Load ``config.json`` from a directory (or a JSON file) or a Hub repo, overriding fields with ``overrides``.
+
+        ``path`` may be a Hub repo id (``org/name``, ``org/name@revision``), fetched with HF's Hub
+        arguments among ``overrides`` (``revision``, ``cache_dir``, ``local_files_only``, ``token``,
+        ``subfolder``, ``force_download``; see :mod:`xlmr._hub`); only ``config.json`` is fetched.
+        """
+        from . import _hub
+
+        resolved = _hub.resolve_config(path, **_hub.pop_hub_kwargs(overrides))
+        path = resolved.path
         if path.is_dir():
             path = path / CONFIG_NAME
         elif not path.exists():
@@ -418,6 +445,7 @@ class XLMRobertaConfig:
         config = cls.from_json_file(path)
         if overrides:
             config = cls.from_dict(config.to_dict(), **overrides)
+        config.name_or_path = resolved.name_or_path
         return config
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
@@ -433,7 +461,8 @@ class XLMRobertaConfig:
         return type(self).from_dict(self.to_dict(), **overrides)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, XLMRobertaConfig) and self.to_dict() == other.to_dict()
+        # Where a config was loaded from is not part of it.
+        return isinstance(other, XLMRobertaConfig) and self._fields() == other._fields()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__} {self.to_json_string()}"

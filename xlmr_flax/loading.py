@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import conversion
+from xlmr import _hub
 from xlmr import weights as W
 from xlmr.protocols import PretrainedModel, PretrainedModelClass
 
@@ -92,18 +93,22 @@ def from_pretrained(
 
     Args:
         cls: The Flax model class (its ``head`` decides which weights are expected).
-        path: Checkpoint directory.
+        path: Checkpoint directory, or a Hub repo id (``org/name[@revision]``, resolved by
+            :func:`xlmr._hub.resolve_model`: safetensors first, then ``flax_model.msgpack``).
         dtype: Computation dtype; weights are loaded as float32.
-        **kwargs: ``seed``, ``input_shape``, ``gradient_checkpointing``; anything else overrides config fields.
+        **kwargs: ``seed``, ``input_shape``, ``gradient_checkpointing``; HF's Hub arguments (``revision``,
+            ``cache_dir``, ``local_files_only``, ``token``, ``subfolder``, ``force_download``); anything
+            else overrides config fields.
     """
     model_kwargs = {
         k: kwargs.pop(k) for k in ("seed", "input_shape", "gradient_checkpointing") if k in kwargs
     }
-    config, report = conversion.load_pretrained(path, cls.head, **kwargs)
+    resolved = _hub.resolve_model(path, "flax", **_hub.pop_hub_kwargs(kwargs))
+    config, report = conversion.load_pretrained(resolved.path, cls.head, root=resolved.root, **kwargs)
     model = cls(config, dtype=dtype, _do_init=False, **model_kwargs)
     model.params = _fill_new(model, state_dict_to_params(report.state_dict), report.newly_initialized)
     model.load_report = report
-    return model
+    return _hub.record_name(model, resolved.name_or_path)
 
 
 def save_pretrained(

@@ -899,6 +899,7 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
         if self.module_class is None:
             raise TypeError(f"{type(self).__name__} is abstract; use one of the seven model classes")
         self.config = config
+        self.name_or_path = config.name_or_path  # HF's attribute: where from_pretrained loaded from
         self.dtype = dtype
         self.input_shape = tuple(input_shape)
         self.key = jax.random.PRNGKey(seed)
@@ -1189,12 +1190,17 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
     def from_pretrained(
         cls, pretrained_model_name_or_path: str | Any, dtype: Any = jnp.float32, **kwargs: Any
     ) -> FlaxXLMRobertaPreTrainedModel:
-        """Load any HF XLM-R checkpoint directory (safetensors, pytorch_model.bin, tf_model.h5, flax msgpack).
+        """Load any HF XLM-R checkpoint directory (safetensors, pytorch_model.bin, tf_model.h5, flax msgpack) or Hub repo.
 
         Args:
-            pretrained_model_name_or_path: A local directory with ``config.json`` and a weight file.
+            pretrained_model_name_or_path: A local directory with ``config.json`` and a weight file, or a
+                Hub repo id (``org/name``, ``org/name@revision``) fetched through huggingface_hub:
+                config.json and one weight format, ``model.safetensors`` first, then
+                ``flax_model.msgpack``, then any other. Kept as ``model.name_or_path``.
             dtype: Computation dtype.
-            **kwargs: ``seed``, ``gradient_checkpointing``, ``input_shape``, or config overrides.
+            **kwargs: ``seed``, ``gradient_checkpointing``, ``input_shape``, HF's Hub arguments
+                (``revision``, ``cache_dir``, ``local_files_only``, ``token``, ``subfolder``,
+                ``force_download``), or config overrides.
         """
         return loading.from_pretrained(cls, pretrained_model_name_or_path, dtype=dtype, **kwargs)
 

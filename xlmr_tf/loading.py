@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 import conversion
+from xlmr import _hub
 from xlmr import weights as W
 from xlmr.protocols import PretrainedModel, PretrainedModelClass
 
@@ -101,17 +102,22 @@ def load_canonical_state_dict(
 def from_pretrained(
     cls: PretrainedModelClass, path: str | os.PathLike, **config_overrides: Any
 ) -> PretrainedModel:
-    """``cls`` built from an HF-layout directory: config.json and any of the four weight files.
+    """``cls`` built from an HF-layout directory (config.json and any of the four weight files) or a
+    Hub repo (:func:`xlmr._hub.resolve_model`: HF's Hub keyword arguments are taken from
+    ``config_overrides``; safetensors first, then ``tf_model.h5``).
 
     ``pytorch_model.bin`` needs torch; without it the error says so and suggests ``xlmr-convert``.
     Head weights the checkpoint lacks are newly initialised (and logged), as in HF.
     """
     name = config_overrides.pop("name", None)
-    config, report = conversion.load_pretrained(path, cls.head, **config_overrides)
+    resolved = _hub.resolve_model(path, "tf", **_hub.pop_hub_kwargs(config_overrides))
+    config, report = conversion.load_pretrained(
+        resolved.path, cls.head, root=resolved.root, **config_overrides
+    )
     model = cls(config, name=name) if name else cls(config)
     model.build_model()
     assign_state_dict(model, report.state_dict)
-    return model
+    return _hub.record_name(model, resolved.name_or_path)
 
 
 def save_pretrained(

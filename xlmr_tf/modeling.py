@@ -1092,6 +1092,7 @@ class TFXLMRobertaPreTrainedModel(TFAdapterMixin, TFTrainingMixin, keras.Model):
             raise TypeError(f"{type(self).__name__} has no head; build one of the seven model classes")
         super().__init__(*inputs, **kwargs)
         self.config = config
+        self.name_or_path = config.name_or_path  # HF's attribute: where from_pretrained loaded from
         pooling = self.head.add_pooling_layer if add_pooling_layer is None else add_pooling_layer
         self.roberta = TFXLMRobertaMainLayer(config, add_pooling_layer=pooling, name="roberta")
 
@@ -1128,11 +1129,15 @@ class TFXLMRobertaPreTrainedModel(TFAdapterMixin, TFTrainingMixin, keras.Model):
     def from_pretrained(
         cls, pretrained_model_name_or_path: str | Any, **config_overrides: Any
     ) -> TFXLMRobertaPreTrainedModel:
-        """Load an HF-layout directory (config.json + any of the four weight files) into this class.
+        """Load an HF-layout directory (config.json + any of the four weight files) or a Hub repo into this class.
 
         Args:
-            pretrained_model_name_or_path: Local directory (no hub downloads).
-            **config_overrides: Config fields to override (``num_labels=5``...).
+            pretrained_model_name_or_path: Local directory, or a Hub repo id (``org/name``,
+                ``org/name@revision``) fetched through huggingface_hub: config.json and one weight
+                format, ``model.safetensors`` first, then ``tf_model.h5``, then any other. Kept as
+                ``model.name_or_path`` and ``config.name_or_path``.
+            **config_overrides: Config fields to override (``num_labels=5``...), and HF's Hub arguments
+                ``revision``, ``cache_dir``, ``local_files_only``, ``token``, ``subfolder``, ``force_download``.
         """
         return loading.from_pretrained(cls, pretrained_model_name_or_path, **config_overrides)
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 import conversion
+from xlmr import _hub
 from xlmr import weights as W
 from xlmr.config import XLMRobertaConfig
 from xlmr.protocols import PretrainedModel, PretrainedModelClass
@@ -107,17 +108,22 @@ def from_pretrained(
     torch_dtype: torch.dtype | str | None = None,
     **config_overrides: Any,
 ) -> PretrainedModel:
-    """Build ``cls`` from an HF-layout directory; see ``XLMRobertaPreTrainedModel.from_pretrained``.
+    """Build ``cls`` from an HF-layout directory or Hub repo; see ``XLMRobertaPreTrainedModel.from_pretrained``.
+
+    A Hub name is resolved by :func:`xlmr._hub.resolve_model` (HF's Hub keyword arguments are
+    taken from ``config_overrides``): config.json and one weight format, safetensors first, then
+    ``pytorch_model.bin``.
 
     The model is built on the meta device and materialised empty, so no random init is spent on
     weights the checkpoint provides; only ``report.newly_initialized`` weights get HF's init. With
     ``torch_dtype`` the empty model already has that dtype and each checkpoint tensor is cast once,
     as it is copied in (no float32 copy of the whole model first).
     """
-    path = Path(path)
+    resolved = _hub.resolve_model(path, "pytorch", **_hub.pop_hub_kwargs(config_overrides))
+    path = resolved.path
     if not path.exists():
         raise FileNotFoundError(f"no such checkpoint directory: {path}")
-    config, report = conversion.load_pretrained(path, cls.head, **config_overrides)
+    config, report = conversion.load_pretrained(path, cls.head, root=resolved.root, **config_overrides)
     dtype = _resolve_dtype(torch_dtype, config)
     with torch.device("meta"):
         model = cls(config)
@@ -131,7 +137,7 @@ def from_pretrained(
     for name in sorted(modules):
         model._init_weights(model.get_submodule(name))
     model.tie_weights()
-    return model.eval()
+    return _hub.record_name(model.eval(), resolved.name_or_path)
 
 
 def save_pretrained(

@@ -35,6 +35,7 @@ import torch.utils._pytree as pytree
 import torch.utils.checkpoint
 from torch import nn
 
+from xlmr import _hub
 from xlmr import inputs as core_inputs
 from xlmr.config import XLMRobertaConfig
 from xlmr.heads import HEADS, Head, head_from_architectures
@@ -738,6 +739,7 @@ class XLMRobertaPreTrainedModel(nn.Module):
                 raise TypeError(f"config must be an XLMRobertaConfig, got {type(config).__name__}")
             config = XLMRobertaConfig.from_dict(config.to_dict())
         self.config = config
+        self.name_or_path = config.name_or_path  # HF's attribute (PEFT records it as the base model)
 
     # -- init and ties ------------------------------------------------------------------------
     def _init_weights(self, module: nn.Module) -> None:
@@ -873,7 +875,14 @@ class XLMRobertaPreTrainedModel(nn.Module):
         torch_dtype: torch.dtype | str | None = None,
         **config_overrides: Any,
     ) -> XLMRobertaPreTrainedModel:
-        """Load an HF-layout directory (config.json + any of the four weight files).
+        """Load an HF-layout directory (config.json + any of the four weight files) or a Hub repo.
+
+        ``pretrained_model_name_or_path`` is a local directory or a Hub repo id (``org/name``,
+        ``org/name@revision``), fetched through huggingface_hub into its cache with HF's arguments
+        ``revision``, ``cache_dir``, ``local_files_only``, ``token``, ``subfolder`` and
+        ``force_download`` (``HF_HUB_OFFLINE=1`` honoured): config.json and one weight format,
+        ``model.safetensors`` first, then ``pytorch_model.bin``, then any other. The name is kept
+        as ``model.name_or_path`` and ``config.name_or_path``.
 
         Missing head weights (a masked-LM checkpoint into a classifier) are initialised and logged.
         ``torch_dtype`` gives the model that dtype (a dtype, its name, or ``"auto"`` for
@@ -885,7 +894,9 @@ class XLMRobertaPreTrainedModel(nn.Module):
         ``config.architectures``.
         """
         if cls.head is None:
-            config = XLMRobertaConfig.from_pretrained(pretrained_model_name_or_path)
+            config = XLMRobertaConfig.from_pretrained(
+                pretrained_model_name_or_path, **_hub.hub_kwargs(config_overrides)
+            )
             head = head_from_architectures(config.architectures)
             if head is None:
                 raise ValueError(

@@ -6,11 +6,20 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .. import _hub
 from ..heads import HEADS
 from ._base import Pipeline
 from ._feature_extraction import FeatureExtractionPipeline
 from ._fill_mask import FillMaskPipeline
-from ._model import backend_of, check_backend, checkpoint_head, head_mismatch, load_model, load_tokenizer
+from ._model import (
+    backend_of,
+    check_backend,
+    checkpoint_head,
+    head_mismatch,
+    load_model,
+    load_tokenizer,
+    resolve_source,
+)
 from ._question_answering import QuestionAnsweringPipeline
 from ._text_classification import TextClassificationPipeline
 from ._token_classification import TokenClassificationPipeline
@@ -58,14 +67,17 @@ def pipeline(
         task: ``"fill-mask"``, ``"text-classification"`` (``"sentiment-analysis"``),
             ``"token-classification"`` (``"ner"``), ``"question-answering"`` or
             ``"feature-extraction"``.
-        model: An HF-layout checkpoint directory (any of the four weight files), or an already
-            built xlmr model of any backend.
+        model: An HF-layout checkpoint directory (any of the four weight files), a Hugging Face Hub
+            repo id (``org/name``, ``org/name@revision``: config, tokenizer files and one weight
+            format are fetched, see :mod:`xlmr._hub`), or an already built xlmr model of any backend.
         backend: ``"torch"`` (the default for a directory), ``"tf"`` or ``"flax"``; for a model
             object its own backend (naming another one is an error).
-        tokenizer: An xlmr tokenizer or a directory holding one; by default the model directory's.
+        tokenizer: An xlmr tokenizer, or a directory or Hub repo id holding one; by default the model's.
             Needed with a model object.
         **options: ``batch_size``, ``max_batch_tokens``, ``packed``, ``progress`` (see
-            :class:`Pipeline`), and the task's own options (``top_k``...) as defaults for every call.
+            :class:`Pipeline`), HF's Hub arguments (``revision``, ``cache_dir``, ``local_files_only``,
+            ``token``, ``subfolder``, ``force_download``) for a model or tokenizer named by repo id,
+            and the task's own options (``top_k``...) as defaults for every call.
 
     Example:
         >>> import xlmr
@@ -77,9 +89,11 @@ def pipeline(
         raise TypeError(f"task must be a string, got {type(task).__name__}")
     cls = task_class(task)
     name = cls.task
+    hub = _hub.pop_hub_kwargs(options)
     if isinstance(model, str | os.PathLike):
-        directory = Path(model).expanduser()
         backend = check_backend(backend or "torch")
+        resolved = resolve_source(model, backend, hub, tokenizer=tokenizer is None)
+        directory = resolved.directory if resolved is not None else Path(model).expanduser()
         if not (directory / "config.json").is_file():
             load_model(backend, HEADS[_LOAD_HEAD[name]], directory)  # raises the clear missing-file error
         problem = head_mismatch(
@@ -87,8 +101,9 @@ def pipeline(
         )
         if problem:
             raise ValueError(problem)
-        tokenizer = load_tokenizer(tokenizer, directory)
-        model = load_model(backend, HEADS[_LOAD_HEAD[name]], directory)
+        repo = resolved.name_or_path if resolved is not None else ""
+        tokenizer = load_tokenizer(tokenizer, directory, hub=hub, name=repo)
+        model = load_model(backend, HEADS[_LOAD_HEAD[name]], directory, resolved=resolved)
     else:
         found = backend_of(model)
         if found is None:
@@ -101,5 +116,5 @@ def pipeline(
         problem = head_mismatch(name, cls.heads, model.head, f"the model ({type(model).__name__})")
         if problem:
             raise ValueError(problem)
-        tokenizer = load_tokenizer(tokenizer, None)
+        tokenizer = load_tokenizer(tokenizer, None, hub=hub)
     return cls(model, tokenizer, **options)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .. import _hub
 from ..config import XLMRobertaConfig
 from ..heads import HEADS, Head, head_from_architectures
 
@@ -74,8 +75,21 @@ def head_mismatch(task: str, needs: tuple[str, ...], found: Head | None, what: s
     )
 
 
-def load_model(backend: str, head: Head, directory: str | os.PathLike, **kwargs: Any):
-    """``from_pretrained`` of ``head``'s class of ``backend`` on an HF-layout directory."""
+def resolve_source(model: str | os.PathLike, backend: str, hub: dict[str, Any], tokenizer: bool) -> Any:
+    """A Hub repo id fetched into the Hugging Face cache (config, one weight format -- safetensors, else
+    ``backend``'s own --, and the tokenizer files with ``tokenizer``), or None for a local path."""
+    if not _hub.is_hub_name(model):
+        return None
+    return _hub.resolve_model(model, _hub.BACKEND_FORMATS[backend], tokenizer=tokenizer, **hub)
+
+
+def load_model(
+    backend: str, head: Head, directory: str | os.PathLike, *, resolved: Any = None, **kwargs: Any
+):
+    """``from_pretrained`` of ``head``'s class of ``backend`` on an HF-layout directory.
+
+    With ``resolved`` (a Hub snapshot from :func:`resolve_source`, ``directory`` its folder), the
+    weight file fetched is the one loaded and the repo id is recorded as ``name_or_path``."""
     directory = Path(directory).expanduser()
     if not directory.is_dir():
         raise FileNotFoundError(f"model {str(directory)!r}: no such directory (pass a checkpoint directory)")
@@ -84,16 +98,25 @@ def load_model(backend: str, head: Head, directory: str | os.PathLike, **kwargs:
             f"model {str(directory)!r}: no config.json (is it an HF checkpoint directory?)"
         )
     package = import_backend(backend)
-    return getattr(package, head.class_name(backend)).from_pretrained(str(directory), **kwargs)
+    source = resolved.path if resolved is not None else directory
+    model = getattr(package, head.class_name(backend)).from_pretrained(str(source), **kwargs)
+    return _hub.record_name(model, resolved.name_or_path) if resolved is not None else model
 
 
-def load_tokenizer(tokenizer: Any, directory: str | os.PathLike | None):
-    """An xlmr tokenizer: ``tokenizer`` itself, or loaded from it (a directory) or from the model's directory.
+def load_tokenizer(
+    tokenizer: Any, directory: str | os.PathLike | None, *, hub: dict[str, Any] | None = None, name: str = ""
+):
+    """An xlmr tokenizer: ``tokenizer`` itself, or loaded from it (a directory or a Hub repo id, fetched
+    with ``hub``'s arguments) or from the model's directory (``name``: the repo id it was fetched for).
 
     The fast tokenizer is preferred: token classification and question answering need its offsets.
     """
     if tokenizer is not None and not isinstance(tokenizer, str | os.PathLike):
         return tokenizer
+    if tokenizer is not None and _hub.is_hub_name(tokenizer):
+        from ..tokenization import XLMRobertaTokenizerFast
+
+        return XLMRobertaTokenizerFast.from_pretrained(tokenizer, **(hub or {}))
     source = tokenizer if tokenizer is not None else directory
     if source is None:
         raise ValueError(
@@ -104,4 +127,7 @@ def load_tokenizer(tokenizer: Any, directory: str | os.PathLike | None):
         raise FileNotFoundError(f"tokenizer {str(source)!r}: no {' or '.join(TOKENIZER_FILES)} there")
     from ..tokenization import XLMRobertaTokenizerFast
 
-    return XLMRobertaTokenizerFast.from_pretrained(str(source))
+    loaded = XLMRobertaTokenizerFast.from_pretrained(str(source))
+    if name:
+        loaded.name_or_path = name
+    return loaded

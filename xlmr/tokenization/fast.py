@@ -354,6 +354,8 @@ class XLMRobertaTokenizerFast(_XLMRobertaTokenizerBase):
         written.append(path)
         return written
 
+    _hub_model_files = (VOCAB_FILE, TOKENIZER_FILE)
+
     @classmethod
     def _model_files(cls, path: str) -> tuple[str | None, str | None]:
         vocab_file = _dir_file(path, VOCAB_FILE, "SentencePiece model")

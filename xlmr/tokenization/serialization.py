@@ -22,6 +22,7 @@ from typing import Any
 
 from tokenizers import AddedToken
 
+from .. import _hub
 from .._fileio import atomic_write_bytes, atomic_write_json, contained_path
 from .special_tokens import (
     _ADDED_TOKEN_FLAGS,
@@ -143,13 +144,10 @@ def _check_added_tokens(added: dict, path: str) -> None:
 
 
 def _checkpoint_root(directory: str) -> Path:
-    """The tree the files of ``directory`` may resolve into: the directory itself or, for a Hugging Face
-    cache snapshot (``models--org--name/snapshots/<commit>/``, whose files link into ``../../blobs/``),
-    the repo folder ``models--org--name``."""
-    resolved = Path(directory).resolve()
-    if resolved.parent.name == "snapshots" and resolved.parent.parent.name.startswith("models--"):
-        return resolved.parent.parent
-    return resolved
+    """The tree the files of ``directory`` may resolve into: the directory itself or, inside a Hugging
+    Face cache snapshot (``models--org--name/snapshots/<commit>/[subfolder/]``, whose files link into
+    the repo's ``blobs/``), the repo folder ``models--org--name``."""
+    return _hub.cache_root(directory) or Path(directory).resolve()
 
 
 def _dir_file(directory: str, name: str, what: str) -> str | None:
@@ -254,16 +252,30 @@ class SerializationMixin:
     def _save_model_files(self, save_directory: str, prefix: str) -> list[str]:
         return list(self.save_vocabulary(save_directory, prefix[:-1] if prefix else None))
 
+    #: The model files ``from_pretrained`` fetches from a Hub repo, at least one of them needed.
+    _hub_model_files: tuple[str, ...] = (VOCAB_FILE,)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *init_inputs, **kwargs):
-        """Load from a local directory in HF's layout: the configs, and ``sentencepiece.bpe.model`` (slow
-        class) or ``tokenizer.json`` if present, else ``sentencepiece.bpe.model`` (fast class)."""
-        path, cfg = cls._read_pretrained_dir(pretrained_model_name_or_path)
+        """Load from a local directory in HF's layout, or a Hub repo: the configs, and ``sentencepiece.bpe.model``
+        (slow class) or ``tokenizer.json`` if present, else ``sentencepiece.bpe.model`` (fast class).
+
+        ``pretrained_model_name_or_path`` may be a Hub repo id (``org/name``, ``org/name@revision``),
+        fetched through huggingface_hub with HF's arguments ``revision``, ``cache_dir``,
+        ``local_files_only``, ``token``, ``subfolder`` and ``force_download`` (see :mod:`xlmr._hub`):
+        the tokenizer files only, never the weights. The name is kept as ``tokenizer.name_or_path``.
+        """
+        hub = _hub.pop_hub_kwargs(kwargs)
+        files = (TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE, ADDED_TOKENS_FILE, *cls._hub_model_files)
+        resolved = _hub.resolve_files(
+            pretrained_model_name_or_path, files, need_one_of=cls._hub_model_files, **hub
+        )
+        path, cfg = cls._read_pretrained_dir(resolved.path)
         model_files = cls._model_files(path)
         cfg.update(kwargs)
         decoder = cls._split_added_tokens_kwargs(cfg, path)
         tok = cls(*model_files, *init_inputs, added_tokens_decoder=decoder, **cfg)
-        tok.name_or_path = os.fspath(pretrained_model_name_or_path)
+        tok.name_or_path = resolved.name_or_path
         return tok
 
     @staticmethod
@@ -271,7 +283,7 @@ class SerializationMixin:
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(
-                f"tokenizer directory not found: {path!r} (xlmr loads only local directories, never from a hub)"
+                f"tokenizer directory not found: {path!r} (neither a local directory nor a Hub repo id)"
             )
         if not os.path.isdir(path):
             raise NotADirectoryError(f"from_pretrained expects a directory, got the file {path!r}")
