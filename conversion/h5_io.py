@@ -35,6 +35,7 @@ from .common import (
     CheckpointError,
     LazyStateDict,
     LazyTensor,
+    MappedFile,
     Staged,
     as_lazy,
     cast,
@@ -182,6 +183,19 @@ def _check_dataset(h5py, dset, where: str, file_size: int) -> None:
             )
 
 
+def _raw_span(dset, mapped: MappedFile, userblock: int) -> tuple[MappedFile, int] | None:
+    """Where a contiguous, unfiltered, native-byte-order dataset's bytes lie in the file (else None).
+
+    Such a dataset (what Keras and this package write) is a plain C-order block, checked by
+    :func:`_check_dataset` to lie inside the file, so it can be read with ``pread`` or mapped
+    instead of going through HDF5.
+    """
+    offset = dset.id.get_offset()
+    if offset is None or dset.chunks is not None or not dset.dtype.isnative:
+        return None
+    return mapped, userblock + offset
+
+
 def open_files(paths: list[Path]) -> LazyStateDict:
     h5py = _h5py()
     out = LazyStateDict()
@@ -191,6 +205,8 @@ def open_files(paths: list[Path]) -> LazyStateDict:
         except OSError as err:
             raise CheckpointError(f"{path}: not a readable HDF5 file ({err})") from None
         out.add_closer(f.close)
+        mapped = MappedFile(path)
+        out.add_closer(mapped.close)
         file_size = Path(path).stat().st_size
         try:
             names = _load_attr(f, "layer_names")
@@ -224,9 +240,9 @@ def open_files(paths: list[Path]) -> LazyStateDict:
             except BaseException:
                 out.close()
                 raise
-            lazy = LazyTensor(
-                dset.shape, dset.dtype, _dataset_loader(dset, f"{path}: {native}"), native=native
-            )
+            span = _raw_span(dset, mapped, f.userblock_size)
+            lazy = LazyTensor(dset.shape, dset.dtype, _dataset_loader(dset, f"{path}: {native}"), native=native,
+                              span=span, identity=None if span is None else (id(mapped), span[1]))  # fmt: skip
             out[key] = lazy.transposed() if transpose else lazy
     strip_base_prefix(out)
     return out

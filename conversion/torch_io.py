@@ -112,7 +112,11 @@ def open_files(paths: list[Path]) -> LazyStateDict:
             if not isinstance(tensor, torch.Tensor):
                 raise CheckpointError(f"{path}: entry {key!r} is a {type(tensor).__name__}, not a tensor")
             dtype = _to_numpy(torch.empty(0, dtype=tensor.dtype)).dtype
-            out[key] = LazyTensor(tuple(tensor.shape), dtype, lambda t=tensor: _to_numpy(t), native=key)
+            # Names sharing one storage (HF's tied LM decoder) share bytes: known without reading them.
+            identity = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.stride()))
+            out[key] = LazyTensor(
+                tuple(tensor.shape), dtype, lambda t=tensor: _to_numpy(t), native=key, identity=identity
+            )
     return out
 
 
