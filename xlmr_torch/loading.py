@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 import conversion
+from conversion.common import np_dtype
 from xlmr import weights as W
 from xlmr.config import XLMRobertaConfig
 from xlmr.protocols import PretrainedModel, PretrainedModelClass
@@ -47,11 +48,20 @@ def _resolve_dtype(torch_dtype: torch.dtype | str | None, config: XLMRobertaConf
 
 def _to_tensor(key: str, value: Any) -> torch.Tensor:
     array = np.asarray(value)
-    if array.dtype.name == "bfloat16":  # ml_dtypes' bfloat16: reinterpret the bits
-        return torch.from_numpy(array.view(np.uint16).astype(np.int16)).view(torch.bfloat16)
-    if array.dtype.kind != "f":
+    if array.dtype.name != "bfloat16" and array.dtype.kind != "f":
         raise W.WeightMismatchError(f"weight {key} has dtype {array.dtype}, expected a float array")
-    return torch.from_numpy(np.ascontiguousarray(array))
+    return _as_torch(np.ascontiguousarray(array))
+
+
+def _as_torch(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing ``array``'s memory (ml_dtypes' bfloat16 reinterpreted bit for bit)."""
+    if array.dtype.name == "bfloat16":
+        return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(array)
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    return np_dtype(str(dtype).removeprefix("torch."))
 
 
 def canonical_state_dict(model: PretrainedModel) -> dict[str, np.ndarray]:
@@ -109,29 +119,88 @@ def from_pretrained(
 ) -> PretrainedModel:
     """Build ``cls`` from an HF-layout directory; see ``XLMRobertaPreTrainedModel.from_pretrained``.
 
-    The model is built on the meta device and materialised empty, so no random init is spent on
-    weights the checkpoint provides; only ``report.newly_initialized`` weights get HF's init. With
-    ``torch_dtype`` the empty model already has that dtype and each checkpoint tensor is cast once,
-    as it is copied in (no float32 copy of the whole model first).
+    The model is built on the meta device: no memory and no random init is spent on weights the
+    checkpoint provides. Each checkpoint tensor then becomes its parameter, one at a time
+    (:func:`fill_from_checkpoint`): without a cast, a view of the memory-mapped file (pages are
+    read when used, as HF's loader does); with ``torch_dtype`` (or for a stored transpose) one new
+    array of the final dtype, read block by block. Only ``report.newly_initialized`` weights get
+    memory of their own and HF's init.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such checkpoint directory: {path}")
-    config, report = conversion.load_pretrained(path, cls.head, **config_overrides)
-    dtype = _resolve_dtype(torch_dtype, config)
-    with torch.device("meta"):
-        model = cls(config)
-    if dtype is not None:
-        model.to(dtype)  # still on the meta device: nothing is allocated or copied
-    model.to_empty(device="cpu")
-    model.tie_weights()  # to_empty() makes a new Parameter per module: tie again
-    load_canonical_state_dict(model, report.state_dict, allow_missing=tuple(report.newly_initialized))
-    # Weights the checkpoint lacks (another head's checkpoint): HF's init, module by module.
-    modules = {key.rpartition(".")[0] for key in report.newly_initialized}
-    for name in sorted(modules):
-        model._init_weights(model.get_submodule(name))
-    model.tie_weights()
+    config, report = conversion.load_pretrained(path, cls.head, lazy=True, **config_overrides)
+    with report.state_dict as tensors:
+        dtype = _resolve_dtype(torch_dtype, config)
+        with torch.device("meta"), _NoInit():
+            model = cls(config)
+        if dtype is not None:
+            model.to(dtype)  # still on the meta device: nothing is allocated or copied
+        fill_from_checkpoint(model, tensors, report.newly_initialized)
     return model.eval()
+
+
+class _NoInit(torch.overrides.TorchFunctionMode):
+    """Inside (this thread only): the in-place initialisers do nothing.
+
+    For building on the meta device, where they have no data to fill anyway: module
+    constructors and ``post_init`` call them all the same, and the first random one on the
+    meta device costs seconds (torch imports its compiler stack for it).
+    """
+
+    OPS = frozenset({"normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_",
+                     "xavier_uniform_", "xavier_normal_", "orthogonal_", "fill_", "zero_", "ones_", "zeros_",
+                     "constant_"})  # fmt: skip
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in self.OPS:
+            return args[0] if args else kwargs.get("tensor")
+        return func(*args, **(kwargs or {}))
+
+
+def fill_from_checkpoint(
+    model: PretrainedModel, tensors: Mapping[str, Any], newly_initialized: list[str]
+) -> None:
+    """Give every parameter of a meta-device ``model`` its data, tensor by tensor.
+
+    ``tensors`` maps canonical keys to :class:`conversion.common.LazyTensor` (already checked by
+    :func:`conversion.load_pretrained`); each is read as it is put in place and dropped from the
+    dict (a mutable mapping) right after. Keys in ``newly_initialized`` get fresh memory and HF's
+    ``_init_weights`` for their module -- the init runs for exactly those weights: the
+    module's other parameters are still on the meta device then, where it does nothing. A
+    parameter left on the meta device is an error naming it.
+    """
+    owners: dict[str, torch.nn.Module] = {}
+    for key in newly_initialized:
+        module_name, _, name = key.rpartition(".")
+        module = model.get_submodule(module_name)
+        param = module._parameters[name]
+        module._parameters[name] = torch.nn.Parameter(
+            torch.empty(param.shape, dtype=param.dtype, device="cpu"), requires_grad=param.requires_grad
+        )
+        owners[module_name] = module
+    for module in owners.values():
+        model._init_weights(module)
+    for key in list(tensors):
+        tensor = tensors.pop(key) if isinstance(tensors, dict) else tensors[key]
+        module_name, _, name = key.rpartition(".")
+        module = model.get_submodule(module_name)
+        param = module._parameters.get(name)
+        if param is None:
+            raise W.WeightMismatchError(f"checkpoint weight {key} is no parameter of {type(model).__name__}")
+        if tuple(tensor.shape) != tuple(param.shape):
+            raise W.WeightMismatchError(
+                f"{key}: checkpoint shape {tuple(tensor.shape)} does not fit the model's {tuple(param.shape)}"
+            )
+        array = tensor.materialize(dtype=_numpy_dtype(param.dtype), align=param.element_size())
+        module._parameters[name] = torch.nn.Parameter(_as_torch(array), requires_grad=param.requires_grad)
+        del array, tensor
+    model.tie_weights()
+    left = [n for n, p in (*model.named_parameters(), *model.named_buffers()) if p.is_meta]
+    if left:
+        raise W.WeightMismatchError(
+            f"{type(model).__name__}: weights neither in the checkpoint nor initialised: {', '.join(left[:10])}"
+        )
 
 
 def save_pretrained(
