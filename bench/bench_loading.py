@@ -79,6 +79,7 @@ if backend == "torch":
     gc.collect()  # the import's garbage, not the load's
     start = time.perf_counter()
     model = cls.from_pretrained(path, **kwargs)
+    loaded = time.perf_counter()
     with torch.no_grad():
         out = model(input_ids=torch.tensor(ids))[0]
     float(out.float().sum())
@@ -97,6 +98,7 @@ elif backend == "tf":
     gc.collect()  # the import's garbage, not the load's
     start = time.perf_counter()
     model = cls.from_pretrained(path, **kwargs)
+    loaded = time.perf_counter()
     out = model(input_ids=tf.constant(ids))[0]
     float(tf.reduce_sum(tf.cast(out, tf.float32)))
 else:
@@ -104,7 +106,7 @@ else:
     jnp.zeros(1).block_until_ready()
     if impl == "xlmr":
         import xlmr_flax as lib
-        kwargs = {"param_dtype": jnp.bfloat16} if variant == "bf16" else {}
+        kwargs = {"dtype": jnp.bfloat16, "param_dtype": jnp.bfloat16} if variant == "bf16" else {}
         cls = lib.FlaxXLMRobertaForMaskedLM if variant == "masked_lm" else lib.FlaxXLMRobertaModel
     else:
         import transformers as lib
@@ -114,10 +116,12 @@ else:
     gc.collect()  # the import's garbage, not the load's
     start = time.perf_counter()
     model = cls.from_pretrained(path, **kwargs)
+    jax.block_until_ready(model.params)
+    loaded = time.perf_counter()
     out = model(jnp.asarray(ids))[0]
     float(jnp.sum(out.astype(jnp.float32)))
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "peak": peak()}))
+print(json.dumps({"seconds": seconds, "load": loaded - start, "peak": peak()}))
 """
 )
 
@@ -186,8 +190,9 @@ def _measure(backend: str, impl: str, path: Path, variant: str, repeats: int, wa
     runs = [_child(_CHILD, backend, impl, str(path), variant) for _ in range(repeats)]
     return {
         "seconds": statistics.median(r["seconds"] for r in runs),
+        "load": statistics.median(r["load"] for r in runs),
         "peak": statistics.median(r["peak"] for r in runs),
-        "all_seconds": [round(r["seconds"], 3) for r in runs],
+        "all_seconds": [round(r["seconds"], 2) for r in runs],
     }
 
 
@@ -215,10 +220,11 @@ def run(quick: bool = False) -> list[dict]:
             label = f"load {fmt} ({model}{', into bf16' if variant == 'bf16' else ''})"
             route = "HF: from_pretrained of the same file" if hf else "HF has no loader for this file here"
             note = f"{what}; from_pretrained + forward 1x8, fresh process, median of {repeats}"
+            load = f"from_pretrained alone {mine['load']:.2f} s" + (f" (HF {hf['load']:.2f} s)" if hf else "")
             rows.append(dict(benchmark=f"{label} time", backend=backend, xlmr=mine["seconds"],
                              hf=hf["seconds"] if hf else nan, unit="s",
                              ratio=hf["seconds"] / mine["seconds"] if hf else nan,
-                             notes=f"{note} (runs {mine['all_seconds']}); {route}"))  # fmt: skip
+                             notes=f"{note} (runs {mine['all_seconds']}); {load}; {route}"))  # fmt: skip
             mem = mine["peak"] / size
             hf_mem = hf["peak"] / size if hf else nan
             rows.append(dict(benchmark=f"{label} peak RSS", backend=backend, xlmr=mem, hf=hf_mem,

@@ -59,6 +59,9 @@ _BASE_SCOPE = "roberta"
 # Keras 2 keeps HDF5 attributes below this many bytes, splitting longer lists into name0, name1...
 _HDF5_OBJECT_HEADER_LIMIT = 64512
 KERAS_VERSION = "2.21.0"  # the tf-keras that HF 4.57's TF classes run on
+# Written datasets of 1 KiB and more start at a multiple of 64 bytes (HDF5's H5Pset_alignment):
+# readers see the same file, and TensorFlow / JAX can use such a dataset's bytes in place.
+_ALIGNED = {"alignment_threshold": 1024, "alignment_interval": 64}
 
 
 def _h5py():
@@ -340,7 +343,7 @@ def stage(state_dict: Mapping, config: XLMRobertaConfig, head: Head, target: Pat
 
     def write_keras_file(staged: Staged) -> None:
         layers = _layers(keys, config, head)
-        with h5py.File(staged.add(target), "w") as f:
+        with h5py.File(staged.add(target), "w", **_ALIGNED) as f:
             _save_attr(f, "layer_names", [name for name, _ in layers])
             f.attrs["backend"] = b"tensorflow"
             f.attrs["keras_version"] = KERAS_VERSION.encode("utf8")
@@ -364,7 +367,7 @@ def stage(state_dict: Mapping, config: XLMRobertaConfig, head: Head, target: Pat
         weight_map, total = {}, 0
         for i, block in enumerate(shards):
             name = shard_name(SINGLE, i, len(shards))
-            with h5py.File(staged.add(target.parent / name), "w") as f:
+            with h5py.File(staged.add(target.parent / name), "w", **_ALIGNED) as f:
                 for key in sorted(block, key=lambda k: names[k][0]):
                     array = tf_array(staged, key)
                     f.create_dataset(names[key][0], array.shape, dtype=array.dtype)[...] = array
