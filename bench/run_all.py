@@ -19,7 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
-MODULES = ("forward_torch", "tf", "flax", "tokenizers", "conversion")
+MODULES = ("forward_torch", "tf", "flax", "tokenizers", "conversion", "loading")
 
 
 def machine() -> str:

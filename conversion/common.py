@@ -122,6 +122,13 @@ def transpose_into(out: np.ndarray, block: np.ndarray, start: int) -> None:
             out[c:c_end, start + r : start + r_end] = block[r:r_end, c:c_end].T
 
 
+def _pread_into(f, buf: np.ndarray, offset: int) -> int:
+    if hasattr(os, "preadv"):
+        return os.preadv(f.fileno(), [buf], offset)
+    f.seek(offset)  # pragma: no cover -- systems without preadv
+    return f.readinto(buf) or 0
+
+
 class MappedFile:
     """A weight file open for reading: ``read`` copies bytes out, ``view`` maps them.
 
@@ -144,9 +151,9 @@ class MappedFile:
     def read_into(self, offset: int, out: np.ndarray, where: str) -> np.ndarray:
         """Fill the C-contiguous ``out`` with the bytes at ``offset`` (no intermediate buffer)."""
         buf = out.reshape(-1).view(np.uint8)
-        got = os.preadv(self.file.fileno(), [buf], offset) if buf.size else 0
-        while 0 < got < buf.size:  # a short read: go on where it stopped
-            more = os.preadv(self.file.fileno(), [buf[got:]], offset + got)
+        got = 0
+        while got < buf.size:  # short reads go on where they stopped
+            more = _pread_into(self.file, buf[got:], offset + got)
             if more == 0:
                 break
             got += more

@@ -475,3 +475,17 @@ def test_bench_loading_quick_smoke():
     for row in rows:
         assert set(row) == {"benchmark", "backend", "xlmr", "hf", "unit", "ratio", "notes"}
         assert row["xlmr"] > 0 and row["unit"] in ("s", "x checkpoint size")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_sharded_checkpoints_load_tensor_by_tensor(checkpoints, fmt, tmp_path):
+    torch = pytest.importorskip("torch")
+    import xlmr_torch
+
+    _, sd = checkpoints
+    target = conversion.write_state_dict(sd, CONFIG, HEAD, tmp_path, fmt, max_shard_size=20_000)
+    CONFIG.copy(architectures=["XLMRobertaForMaskedLM"]).save_pretrained(tmp_path)
+    assert target.name.endswith(".index.json") and len(list(tmp_path.glob("*-of-*"))) > 2
+    model = xlmr_torch.XLMRobertaForMaskedLM.from_pretrained(tmp_path, torch_dtype=torch.float16)
+    for key, param in model.named_parameters():
+        assert torch.equal(param.detach(), torch.from_numpy(sd[key]).half()), key
