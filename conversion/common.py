@@ -14,6 +14,7 @@ import math
 import mmap
 import os
 import re
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ def np_dtype(name: str | np.dtype) -> np.dtype:
     """A numpy dtype from a name (``"bfloat16"`` included)."""
     if isinstance(name, np.dtype):
         return name
+    if not isinstance(name, str | bytes):  # a scalar type: np.float32, jnp.bfloat16...
+        return np.dtype(name)
     name = name.decode() if isinstance(name, bytes) else str(name)
     if name == "bfloat16":
         return bfloat16()
@@ -106,6 +109,18 @@ def aligned_empty(shape, dtype, align: int = ALIGN) -> np.ndarray:
     raw = np.empty(nbytes + align, np.uint8)
     start = -raw.ctypes.data % align
     return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(shape, dtype) -> np.ndarray:
+    """A reusable buffer (one per thread, at most BLOCK_BYTES) for blocks on their way to a cast or transpose."""
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.size < nbytes:
+        buffer = _SCRATCH.buffer = aligned_empty((max(nbytes, BLOCK_BYTES),), np.uint8)
+    return buffer[:nbytes].view(dtype).reshape(shape)
 
 
 def is_aligned(array: np.ndarray, align: int) -> bool:
@@ -249,7 +264,13 @@ class LazyTensor:
         )
 
     def materialize(
-        self, *, transpose: bool = False, dtype=None, align: int = 1, copy: bool = False
+        self,
+        *,
+        transpose: bool = False,
+        dtype=None,
+        align: int = 1,
+        copy: bool = False,
+        convert: Callable[[np.ndarray, np.ndarray], object] | None = None,
     ) -> np.ndarray:
         """The data as one C-contiguous array, made with as little memory and copying as possible.
 
@@ -263,9 +284,13 @@ class LazyTensor:
         alignment holds. Otherwise it is one new array, filled block by block: at most
         :data:`BLOCK_BYTES` of the source are read (``pread``, so the file's pages stay out of
         the process) and held at a time, and nothing else of this size is allocated.
+        ``convert(out_block, block)`` replaces numpy's assignment for a cast without transpose
+        (a framework's own, faster cast).
         """
         if self.base is not None:
-            return self.base.materialize(transpose=not transpose, dtype=dtype, align=align, copy=copy)
+            return self.base.materialize(
+                transpose=not transpose, dtype=dtype, align=align, copy=copy, convert=convert
+            )
         dtype = self.dtype if dtype is None else np_dtype(dtype)
         if transpose and len(self.shape) != 2:
             raise ValueError(f"{self.native}: only 2-D tensors can be transposed, shape is {self.shape}")
@@ -295,9 +320,7 @@ class LazyTensor:
         rows = self.shape[0]
         row_bytes = self.nbytes // rows
         step = max(1, BLOCK_BYTES // max(1, row_bytes))
-        scratch = (
-            None if source is not None else aligned_empty((min(step, rows), *self.shape[1:]), self.dtype)
-        )
+        scratch = None if source is not None else _scratch((min(step, rows), *self.shape[1:]), self.dtype)
         with np.errstate(over="ignore"):  # float16 overflow becomes inf, as torch's .to() does
             for start in range(0, rows, step):
                 stop = min(rows, start + step)
@@ -307,6 +330,8 @@ class LazyTensor:
                     block = mapped.read_into(offset + start * row_bytes, scratch[: stop - start], where)
                 if transpose:
                     transpose_into(out, block, start)
+                elif convert is not None and not plain:
+                    convert(out[start:stop], block)
                 else:
                     out[start:stop] = block
         return out

@@ -123,7 +123,7 @@ def from_pretrained(
 
 @contextlib.contextmanager
 def _dtype_policy(dtype: Any) -> Iterator[None]:
-    """Layers made inside take ``dtype`` as their Keras dtype policy (None: leave it)."""
+    """Layers made inside take ``dtype`` as their Keras dtype policy (None: leave it; Keras keeps it per thread)."""
     if dtype is None:
         yield
         return

@@ -60,6 +60,29 @@ def _as_torch(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
+def _read(tensor: Any, dtype: torch.dtype) -> torch.Tensor:
+    """One checkpoint tensor as a torch tensor of ``dtype`` (a view of the file where possible).
+
+    Casts go through torch's own (round to nearest even, as numpy's, and faster). A float file
+    into bfloat16 moves the bits as int16, so numpy needs no bfloat16 type: importing ml_dtypes
+    for it would cost most of a second.
+    """
+    if dtype == torch.bfloat16 and tensor.dtype.name != "bfloat16" and tensor.base is None:
+        carrier = tensor.materialize(dtype=np.int16, align=2, convert=_cast_to(torch.bfloat16))
+        return torch.from_numpy(carrier).view(torch.bfloat16)
+    array = tensor.materialize(dtype=_numpy_dtype(dtype), align=dtype.itemsize, convert=_cast_to(dtype))
+    return _as_torch(array)
+
+
+def _cast_to(dtype: torch.dtype):
+    def convert(out: np.ndarray, block: np.ndarray) -> None:
+        target = torch.from_numpy(out)
+        target = target.view(dtype) if target.dtype != dtype else target
+        target.copy_(_as_torch(np.ascontiguousarray(block)))
+
+    return convert
+
+
 def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
     return np_dtype(str(dtype).removeprefix("torch."))
 
@@ -192,9 +215,10 @@ def fill_from_checkpoint(
             raise W.WeightMismatchError(
                 f"{key}: checkpoint shape {tuple(tensor.shape)} does not fit the model's {tuple(param.shape)}"
             )
-        array = tensor.materialize(dtype=_numpy_dtype(param.dtype), align=param.element_size())
-        module._parameters[name] = torch.nn.Parameter(_as_torch(array), requires_grad=param.requires_grad)
-        del array, tensor
+        module._parameters[name] = torch.nn.Parameter(
+            _read(tensor, param.dtype), requires_grad=param.requires_grad
+        )
+        del tensor
     model.tie_weights()
     left = [n for n, p in (*model.named_parameters(), *model.named_buffers()) if p.is_meta]
     if left:
