@@ -490,3 +490,20 @@ def test_sharded_checkpoints_load_tensor_by_tensor(checkpoints, fmt, tmp_path):
     model = xlmr_torch.XLMRobertaForMaskedLM.from_pretrained(tmp_path, torch_dtype=torch.float16)
     for key, param in model.named_parameters():
         assert torch.equal(param.detach(), torch.from_numpy(sd[key]).half()), key
+
+
+def test_torch_partly_new_module_keeps_its_checkpoint_weight(tmp_path):
+    """HF's _init_weights for a module runs on its new weight only; the one from the file stays."""
+    torch = pytest.importorskip("torch")
+    import xlmr_torch
+
+    sd = _random_state_dict(CONFIG, "sequence_classification")
+    del sd["classifier.dense.bias"]
+    conversion.save_pretrained(sd, CONFIG, "sequence_classification", tmp_path, "safetensors")
+    with _torch_recorder() as recorder:
+        model = xlmr_torch.XLMRobertaForSequenceClassification.from_pretrained(tmp_path)
+    assert {_named_by_pointer(model)[ptr] for ptr in recorder.filled} == {"classifier.dense.bias"}
+    assert torch.count_nonzero(model.classifier.dense.bias) == 0
+    np.testing.assert_array_equal(
+        model.classifier.dense.weight.detach().numpy(), sd["classifier.dense.weight"]
+    )

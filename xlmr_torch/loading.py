@@ -164,21 +164,28 @@ def from_pretrained(
 
 
 class _NoInit(torch.overrides.TorchFunctionMode):
-    """Inside (this thread only): the in-place initialisers do nothing.
+    """Inside (this thread only): the in-place initialisers do nothing (``meta_only``: on meta tensors).
 
     For building on the meta device, where they have no data to fill anyway: module
     constructors and ``post_init`` call them all the same, and the first random one on the
     meta device costs seconds (torch imports its compiler stack for it).
     """
 
+    def __init__(self, meta_only: bool = False):
+        super().__init__()
+        self.meta_only = meta_only
+
     OPS = frozenset({"normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_",
                      "xavier_uniform_", "xavier_normal_", "orthogonal_", "fill_", "zero_", "ones_", "zeros_",
                      "constant_"})  # fmt: skip
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
         if getattr(func, "__name__", "") in self.OPS:
-            return args[0] if args else kwargs.get("tensor")
-        return func(*args, **(kwargs or {}))
+            tensor = args[0] if args else kwargs.get("tensor")
+            if not self.meta_only or getattr(tensor, "is_meta", False):
+                return tensor
+        return func(*args, **kwargs)
 
 
 def fill_from_checkpoint(
@@ -202,8 +209,9 @@ def fill_from_checkpoint(
             torch.empty(param.shape, dtype=param.dtype, device="cpu"), requires_grad=param.requires_grad
         )
         owners[module_name] = module
-    for module in owners.values():
-        model._init_weights(module)
+    with _NoInit(meta_only=True):  # a module's weights from the checkpoint are still meta here
+        for module in owners.values():
+            model._init_weights(module)
     for key in list(tensors):
         tensor = tensors.pop(key) if isinstance(tensors, dict) else tensors[key]
         module_name, _, name = key.rpartition(".")
