@@ -20,11 +20,16 @@ hf / xlmr (>= 1.0: xlmr at least as lean). Each cell is the median of ``REPEATS`
 processes, after one unmeasured warm-up load that puts the file in the page cache.
 
 Rows ``bf16`` load the float32 safetensors file straight into bfloat16 weights
-(``torch_dtype=torch.bfloat16`` / Keras ``dtype="bfloat16"`` / Flax ``param_dtype=jnp.bfloat16``,
+(``torch_dtype=torch.bfloat16`` / Keras ``dtype="bfloat16"`` / Flax ``dtype=param_dtype=jnp.bfloat16``,
 HF torch with ``torch_dtype=torch.bfloat16``). Rows ``masked_lm`` load the LM class, whose
 forward reads every weight (the tied decoder is the whole embedding matrix): the figure to
 compare the bf16 rows with, since a memory-mapped float32 load of the bare model leaves the
 embedding rows it does not use on disk.
+
+The files are xlmr's own: byte-identical to what the safetensors library, torch and flax write
+for the same tensors; tf_model.h5 differs from HF's in one respect, its datasets start at
+multiples of 64 bytes, which lets TensorFlow and JAX use them in place (in an unaligned file,
+such as a safetensors or msgpack one, each tensor is copied once).
 
 ``quick=True``: a tiny config, one repeat, safetensors and one other format per backend, no HF.
 Set ``XLMR_BENCH_LOADING_DIR`` to keep the checkpoints there between runs (they are reused).
