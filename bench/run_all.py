@@ -19,7 +19,17 @@ import time
 import traceback
 from pathlib import Path
 
-MODULES = ("forward_torch", "tf", "flax", "tokenizers", "conversion", "pipelines", "sentence", "onnx")
+MODULES = (
+    "forward_torch",
+    "tf",
+    "flax",
+    "tokenizers",
+    "conversion",
+    "loading",
+    "pipelines",
+    "sentence",
+    "onnx",
+)
 
 
 def machine() -> str:

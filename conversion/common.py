@@ -10,8 +10,11 @@ temporary names that no reader picks up (``.model.safetensors.<random>.tmp``), r
 from __future__ import annotations
 
 import json
+import math
+import mmap
 import os
 import re
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +52,8 @@ def np_dtype(name: str | np.dtype) -> np.dtype:
     """A numpy dtype from a name (``"bfloat16"`` included)."""
     if isinstance(name, np.dtype):
         return name
+    if not isinstance(name, str | bytes):  # a scalar type: np.float32, jnp.bfloat16...
+        return np.dtype(name)
     name = name.decode() if isinstance(name, bytes) else str(name)
     if name == "bfloat16":
         return bfloat16()
@@ -75,24 +80,155 @@ def digest(array: np.ndarray) -> str:
 
 
 # -- lazy tensors ------------------------------------------------------------------------------------
+#: Byte alignment that TensorFlow and XLA need to use a host buffer without copying it.
+ALIGN = 64
+#: At most this many bytes of a tensor are read at a time when it must be cast or transposed.
+BLOCK_BYTES = 16 * 2**20
+_TILE = 128  # transposes go tile by tile (128 x 128 fits the L2 cache): ~30x faster than a.T.copy()
+
+
+_MAPPED_ALLOC = 2**20  # arrays from this size up get pages of their own (see aligned_empty)
+
+
+def aligned_empty(shape, dtype, align: int = ALIGN) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts at a multiple of ``align`` bytes.
+
+    From 1 MiB up the memory is a private anonymous map of its own (page-aligned, given back
+    to the system as soon as the array goes), as framework allocators do; not numpy's
+    allocator, which asks for transparent huge pages on such sizes -- where the kernel
+    compacts memory to find them on first touch, filling a fresh gigabyte then takes
+    seconds instead of a fraction of one.
+    """
+    dtype = np.dtype(dtype)
+    shape = tuple(int(d) for d in shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes >= _MAPPED_ALLOC and align <= mmap.PAGESIZE:
+        flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+        raw = mmap.mmap(-1, nbytes, flags=flags) if flags else mmap.mmap(-1, nbytes)
+        return np.frombuffer(raw, np.uint8, count=nbytes).view(dtype).reshape(shape)
+    raw = np.empty(nbytes + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(shape, dtype) -> np.ndarray:
+    """A reusable buffer (one per thread, at most BLOCK_BYTES) for blocks on their way to a cast or transpose."""
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.size < nbytes:
+        buffer = _SCRATCH.buffer = aligned_empty((max(nbytes, BLOCK_BYTES),), np.uint8)
+    return buffer[:nbytes].view(dtype).reshape(shape)
+
+
+def is_aligned(array: np.ndarray, align: int) -> bool:
+    return array.ctypes.data % max(align, 1) == 0
+
+
+def transpose_into(out: np.ndarray, block: np.ndarray, start: int) -> None:
+    """``out[:, start:start + len(block)] = block.T`` (cast to ``out.dtype``), tile by tile."""
+    rows, cols = block.shape
+    for r in range(0, rows, _TILE):
+        r_end = min(r + _TILE, rows)
+        for c in range(0, cols, _TILE):
+            c_end = min(c + _TILE, cols)
+            out[c:c_end, start + r : start + r_end] = block[r:r_end, c:c_end].T
+
+
+def _pread_into(f, buf: np.ndarray, offset: int) -> int:
+    if hasattr(os, "preadv"):
+        return os.preadv(f.fileno(), [buf], offset)
+    f.seek(offset)  # pragma: no cover -- systems without preadv
+    return f.readinto(buf) or 0
+
+
+class MappedFile:
+    """A weight file open for reading: ``read`` copies bytes out, ``view`` maps them.
+
+    The map is private (``MAP_PRIVATE``, copy-on-write): an array viewing it may be written to
+    (an optimiser updating a weight in place) without the file ever changing. It is made on the
+    first ``view`` and lives as long as any array viewing it, after :meth:`close` too. Like any
+    memory-mapped loader (HF's safetensors path included), the weights then read the file's
+    pages when used: replacing the file (as every writer in this package does, by rename) is
+    safe; truncating it in place while a model uses it is not.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.file = open(path, "rb")  # noqa: SIM115 -- closed by close()
+        self._map: mmap.mmap | None = None
+
+    def read(self, offset: int, shape, dtype: np.dtype, where: str) -> np.ndarray:
+        return read_exact(self.file, offset, shape, dtype, where)
+
+    def read_into(self, offset: int, out: np.ndarray, where: str) -> np.ndarray:
+        """Fill the C-contiguous ``out`` with the bytes at ``offset`` (no intermediate buffer)."""
+        buf = out.reshape(-1).view(np.uint8)
+        got = 0
+        while got < buf.size:  # short reads go on where they stopped
+            more = _pread_into(self.file, buf[got:], offset + got)
+            if more == 0:
+                break
+            got += more
+        if got != buf.size:
+            raise CheckpointError(
+                f"{where}: file is truncated (wanted {buf.size} bytes at {offset}, got {got})"
+            )
+        return out
+
+    def view(self, offset: int, shape, dtype: np.dtype) -> np.ndarray:
+        count = math.prod(shape)
+        if count == 0:
+            return np.empty(shape, dtype)
+        if self._map is None:
+            self._map = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_COPY)
+        return np.frombuffer(self._map, dtype, count=count, offset=offset).reshape(shape)
+
+    def close(self) -> None:
+        self.file.close()
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # arrays still view it: it goes when the last of them does
+                pass
+            self._map = None
+
+
 class LazyTensor:
     """A tensor of a weight file: shape and dtype now, data on :meth:`load` (canonical layout).
 
     ``np.asarray(lazy)`` loads it, so xlmr.weights helpers that compare values work unchanged.
+    ``span`` -- ``(MappedFile, offset)`` -- says that the data are stored raw (C order, native
+    byte order) at ``offset`` of that file, so :meth:`materialize` may map them instead of
+    reading; ``base`` marks a tensor that is the transpose of another (:meth:`transposed`).
     """
 
-    __slots__ = ("shape", "dtype", "_load", "native")
+    __slots__ = ("shape", "dtype", "_load", "native", "span", "base", "identity")
 
-    def __init__(self, shape, dtype, load: Callable[[], np.ndarray], native: str = ""):
+    def __init__(self, shape, dtype, load: Callable[[], np.ndarray], native: str = "", *, span=None,
+                 identity=None):  # fmt: skip
         self.shape = tuple(int(d) for d in shape)
         self.dtype = np.dtype(dtype)
         self._load = load
         self.native = native  # the name in the file
+        self.span: tuple[MappedFile, int] | None = span
+        self.base: LazyTensor | None = None
+        self.identity = identity  # equal identities: the same bytes (a file's storage shared by two names)
 
     @classmethod
     def of(cls, array: np.ndarray) -> LazyTensor:
         array = np.asarray(array)
         return cls(array.shape, array.dtype, lambda: array)
+
+    @classmethod
+    def stored(cls, mapped: MappedFile, offset: int, shape, dtype, native: str = "") -> LazyTensor:
+        """A tensor stored raw at ``offset`` of ``mapped`` (read with ``pread``, or mapped)."""
+        shape = tuple(int(d) for d in shape)
+        where = f"{mapped.path}: {native}"
+        return cls(shape, dtype, lambda: mapped.read(offset, shape, np.dtype(dtype), where), native,
+                   span=(mapped, offset), identity=(id(mapped), offset))  # fmt: skip
 
     @property
     def size(self) -> int:
@@ -110,9 +246,95 @@ class LazyTensor:
 
     def transposed(self) -> LazyTensor:
         """The 2-D transpose, loaded as a C-contiguous copy."""
-        return LazyTensor(
+        out = LazyTensor(
             self.shape[::-1], self.dtype, lambda: np.ascontiguousarray(self.load().T), self.native
         )
+        out.base = self
+        out.identity = None if self.identity is None else ("T", self.identity)
+        return out
+
+    def shares_data_with(self, other: object) -> bool:
+        """True when ``other`` is known to hold the very same bytes (without reading either)."""
+        return (
+            isinstance(other, LazyTensor)
+            and self.identity is not None
+            and self.identity == other.identity
+            and self.shape == other.shape
+            and self.dtype == other.dtype
+        )
+
+    def materialize(
+        self,
+        *,
+        transpose: bool = False,
+        dtype=None,
+        align: int = 1,
+        copy: bool = False,
+        convert: Callable[[np.ndarray, np.ndarray], object] | None = None,
+    ) -> np.ndarray:
+        """The data as one C-contiguous array, made with as little memory and copying as possible.
+
+        In the canonical layout, or with ``transpose`` its 2-D transpose (a tensor that is itself
+        a transpose returns its source's stored layout, untouched); cast to ``dtype`` (exact
+        numpy / ml_dtypes casts); the data address a multiple of ``align`` bytes.
+
+        Without ``copy`` the result may be the file's bytes themselves -- a private
+        copy-on-write memory map (:class:`MappedFile`) or the array a reader already made (a
+        memory-mapped ``pytorch_model.bin`` tensor) -- when no transpose or cast is needed and the
+        alignment holds. Otherwise it is one new array, filled block by block: at most
+        :data:`BLOCK_BYTES` of the source are read (``pread``, so the file's pages stay out of
+        the process) and held at a time, and nothing else of this size is allocated.
+        ``convert(out_block, block)`` replaces numpy's assignment for a cast without transpose
+        (a framework's own, faster cast).
+        """
+        if self.base is not None:
+            return self.base.materialize(
+                transpose=not transpose, dtype=dtype, align=align, copy=copy, convert=convert
+            )
+        dtype = self.dtype if dtype is None else np_dtype(dtype)
+        if transpose and len(self.shape) != 2:
+            raise ValueError(f"{self.native}: only 2-D tensors can be transposed, shape is {self.shape}")
+        plain = not transpose and dtype == self.dtype
+        source: np.ndarray | None = None
+        if self.span is not None:
+            mapped, offset = self.span
+            if plain and not copy:
+                view = mapped.view(offset, self.shape, self.dtype)
+                if is_aligned(view, align):
+                    return view
+        else:
+            source = self.load()
+            if plain and not copy and source.flags.c_contiguous and is_aligned(source, align):
+                return source
+        out = aligned_empty(self.shape[::-1] if transpose else self.shape, dtype, align)
+        if self.size == 0:
+            return out
+        if self.span is not None:
+            mapped, offset = self.span
+            where = f"{mapped.path}: {self.native}"
+            if plain:  # only a copy (or alignment) was asked for: read straight into place
+                return mapped.read_into(offset, out, where)
+        if not self.shape:
+            out[()] = source if source is not None else self.load()
+            return out
+        rows = self.shape[0]
+        row_bytes = self.nbytes // rows
+        step = max(1, BLOCK_BYTES // max(1, row_bytes))
+        scratch = None if source is not None else _scratch((min(step, rows), *self.shape[1:]), self.dtype)
+        with np.errstate(over="ignore"):  # float16 overflow becomes inf, as torch's .to() does
+            for start in range(0, rows, step):
+                stop = min(rows, start + step)
+                if source is not None:
+                    block = source[start:stop]
+                else:
+                    block = mapped.read_into(offset + start * row_bytes, scratch[: stop - start], where)
+                if transpose:
+                    transpose_into(out, block, start)
+                elif convert is not None and not plain:
+                    convert(out[start:stop], block)
+                else:
+                    out[start:stop] = block
+        return out
 
     def __array__(self, dtype=None, copy=None):
         array = self.load()
@@ -136,6 +358,13 @@ class LazyStateDict(dict):
 
     def add_closer(self, closer: Callable[[], None]) -> None:
         self._closers.append(closer)
+
+    def hand_over(self, tensors: Mapping) -> LazyStateDict:
+        """A new dict of ``tensors`` (some of this one's) that takes over the open files; this one keeps none."""
+        out = LazyStateDict(tensors, closers=self._closers)
+        out.metadata = dict(self.metadata)
+        self._closers = []
+        return out
 
     def load_all(self) -> dict[str, np.ndarray]:
         return {k: np.array(v.load()) for k, v in self.items()}

@@ -35,6 +35,7 @@ from .common import (
     CheckpointError,
     LazyStateDict,
     LazyTensor,
+    MappedFile,
     Staged,
     as_lazy,
     cast,
@@ -58,6 +59,9 @@ _BASE_SCOPE = "roberta"
 # Keras 2 keeps HDF5 attributes below this many bytes, splitting longer lists into name0, name1...
 _HDF5_OBJECT_HEADER_LIMIT = 64512
 KERAS_VERSION = "2.21.0"  # the tf-keras that HF 4.57's TF classes run on
+# Written datasets of 1 KiB and more start at a multiple of 64 bytes (HDF5's H5Pset_alignment):
+# readers see the same file, and TensorFlow / JAX can use such a dataset's bytes in place.
+_ALIGNED = {"alignment_threshold": 1024, "alignment_interval": 64}
 
 
 def _h5py():
@@ -182,6 +186,19 @@ def _check_dataset(h5py, dset, where: str, file_size: int) -> None:
             )
 
 
+def _raw_span(dset, mapped: MappedFile, userblock: int) -> tuple[MappedFile, int] | None:
+    """Where a contiguous, unfiltered, native-byte-order dataset's bytes lie in the file (else None).
+
+    Such a dataset (what Keras and this package write) is a plain C-order block, checked by
+    :func:`_check_dataset` to lie inside the file, so it can be read with ``pread`` or mapped
+    instead of going through HDF5.
+    """
+    offset = dset.id.get_offset()
+    if offset is None or dset.chunks is not None or not dset.dtype.isnative:
+        return None
+    return mapped, userblock + offset
+
+
 def open_files(paths: list[Path]) -> LazyStateDict:
     h5py = _h5py()
     out = LazyStateDict()
@@ -191,6 +208,8 @@ def open_files(paths: list[Path]) -> LazyStateDict:
         except OSError as err:
             raise CheckpointError(f"{path}: not a readable HDF5 file ({err})") from None
         out.add_closer(f.close)
+        mapped = MappedFile(path)
+        out.add_closer(mapped.close)
         file_size = Path(path).stat().st_size
         try:
             names = _load_attr(f, "layer_names")
@@ -224,9 +243,9 @@ def open_files(paths: list[Path]) -> LazyStateDict:
             except BaseException:
                 out.close()
                 raise
-            lazy = LazyTensor(
-                dset.shape, dset.dtype, _dataset_loader(dset, f"{path}: {native}"), native=native
-            )
+            span = _raw_span(dset, mapped, f.userblock_size)
+            lazy = LazyTensor(dset.shape, dset.dtype, _dataset_loader(dset, f"{path}: {native}"), native=native,
+                              span=span, identity=None if span is None else (id(mapped), span[1]))  # fmt: skip
             out[key] = lazy.transposed() if transpose else lazy
     strip_base_prefix(out)
     return out
@@ -324,7 +343,7 @@ def stage(state_dict: Mapping, config: XLMRobertaConfig, head: Head, target: Pat
 
     def write_keras_file(staged: Staged) -> None:
         layers = _layers(keys, config, head)
-        with h5py.File(staged.add(target), "w") as f:
+        with h5py.File(staged.add(target), "w", **_ALIGNED) as f:
             _save_attr(f, "layer_names", [name for name, _ in layers])
             f.attrs["backend"] = b"tensorflow"
             f.attrs["keras_version"] = KERAS_VERSION.encode("utf8")
@@ -348,7 +367,7 @@ def stage(state_dict: Mapping, config: XLMRobertaConfig, head: Head, target: Pat
         weight_map, total = {}, 0
         for i, block in enumerate(shards):
             name = shard_name(SINGLE, i, len(shards))
-            with h5py.File(staged.add(target.parent / name), "w") as f:
+            with h5py.File(staged.add(target.parent / name), "w", **_ALIGNED) as f:
                 for key in sorted(block, key=lambda k: names[k][0]):
                     array = tf_array(staged, key)
                     f.create_dataset(names[key][0], array.shape, dtype=array.dtype)[...] = array

@@ -293,13 +293,25 @@ def check_fits(tensors: Mapping, config: XLMRobertaConfig, head: Head, source: s
 
 
 def load_pretrained(
-    path: str | os.PathLike, head: Head | str, *, root: str | os.PathLike | None = None, **config_overrides
+    path: str | os.PathLike,
+    head: Head | str,
+    *,
+    root: str | os.PathLike | None = None,
+    lazy: bool = False,
+    **config_overrides,
 ) -> tuple[XLMRobertaConfig, W.LoadReport]:
     """Config and checked canonical weights of an HF-layout directory, ready for ``head``.
 
     ``path`` is a directory holding ``config.json`` and a weight file. The result's
-    ``state_dict`` has exactly the keys of ``head``'s model that the checkpoint provides;
-    ``newly_initialized`` lists the head weights the model must initialise itself.
+    ``state_dict`` has exactly the keys of ``head``'s model that the checkpoint provides, in
+    the model's order; ``newly_initialized`` lists the head weights the model must initialise
+    itself.
+
+    With ``lazy`` nothing but headers has been read when this returns: ``state_dict`` is a
+    :class:`~conversion.common.LazyStateDict` of :class:`~conversion.common.LazyTensor` that keeps
+    the weight files open -- the caller reads each tensor (:meth:`LazyTensor.materialize`, which
+    can map the file instead of copying it), drops it, and closes the dict (a context manager)
+    at the end. Without ``lazy`` every tensor is read into a numpy array here.
 
     The checkpoint is untrusted: every file it names must resolve inside ``path`` (``root``
     widens that for layouts whose files are symlinks by design, such as the Hugging Face
@@ -317,9 +329,12 @@ def load_pretrained(
     config_file = contained_path(directory, CONFIG_NAME, what="config", root=root)
     config = XLMRobertaConfig.from_pretrained(config_file, **config_overrides)
     weight_file = find_weight_file(path, root=root)
-    with open_raw(weight_file, root=root) as lazy:
-        report = check_fits(lazy, config, head, str(weight_file))
-        report.state_dict = {k: _owned(v.load()) for k, v in report.state_dict.items()}
+    with open_raw(weight_file, root=root) as tensors:
+        report = check_fits(tensors, config, head, str(weight_file))
+        if lazy:
+            report.state_dict = tensors.hand_over(report.state_dict)
+        else:
+            report.state_dict = {k: _owned(v.load()) for k, v in report.state_dict.items()}
     return config, report
 
 

@@ -32,6 +32,7 @@ from .common import (
     CheckpointError,
     LazyStateDict,
     LazyTensor,
+    MappedFile,
     Staged,
     as_lazy,
     byte_view,
@@ -40,7 +41,6 @@ from .common import (
     np_dtype,
     plan_shards,
     read_checkpoint,
-    read_exact,
     shard_name,
     staging,
 )
@@ -195,7 +195,7 @@ def _array_dtype(name, where: str) -> np.dtype:
     return np_dtype(name)
 
 
-def _ndarray(walker: _Walker, span: _Span, f, where: str) -> LazyTensor:
+def _ndarray(walker: _Walker, span: _Span, f: MappedFile, where: str) -> LazyTensor:
     """The flax ndarray extension at ``span``: ``(shape, dtype name, bytes)``; data read on load."""
     parsed, end = walker.value(span.offset)
     ok = isinstance(parsed, list) and len(parsed) == 3 and isinstance(parsed[2], _Span)
@@ -208,7 +208,7 @@ def _ndarray(walker: _Walker, span: _Span, f, where: str) -> LazyTensor:
         raise CheckpointError(f"{where}: array bytes must be msgpack bin, got an extension")
     if data.length != math.prod(shape) * dtype.itemsize:
         raise CheckpointError(f"{where}: {data.length} bytes do not fit shape {list(shape)} {dtype}")
-    return LazyTensor(shape, dtype, lambda: read_exact(f, data.offset, shape, dtype, where), native=where)
+    return LazyTensor.stored(f, data.offset, shape, dtype, native=where)
 
 
 def _chunked(walker: _Walker, node: dict, f, where: str) -> LazyTensor:
@@ -261,9 +261,9 @@ def open_files(paths: list[Path]) -> LazyStateDict:
     for path in paths:
         if Path(path).stat().st_size == 0:
             raise CheckpointError(f"{path}: empty file, not a Flax msgpack file")
-        f = open(path, "rb")  # noqa: SIM115 -- closed by out.close()
+        f = MappedFile(path)
         out.add_closer(f.close)
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        with mmap.mmap(f.file.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             walker = _Walker(buf, str(path))
             tree, end = walker.value(0)
             if end != len(buf):

@@ -29,6 +29,7 @@ from .common import (
     CheckpointError,
     LazyStateDict,
     LazyTensor,
+    MappedFile,
     Staged,
     as_lazy,
     bfloat16,
@@ -38,7 +39,6 @@ from .common import (
     index_json,
     plan_shards,
     read_checkpoint,
-    read_exact,
     shard_name,
     staging,
 )
@@ -198,20 +198,15 @@ def open_files(paths: list[Path]) -> LazyStateDict:
     for path in paths:
         header, start = read_header(path)
         fmt = (header.get("__metadata__") or {}).get("format", "pt")
-        f = open(path, "rb")  # noqa: SIM115 -- closed by out.close()
-        out.add_closer(f.close)
+        mapped = MappedFile(path)
+        out.add_closer(mapped.close)
         for name, info in header.items():
             if name == "__metadata__":
                 continue
             dtype = _dtype(info["dtype"], str(path))
             shape, offset = tuple(info["shape"]), start + info["data_offsets"][0]
-            where = f"{path}: {name}"
-
-            def load(f=f, offset=offset, shape=shape, dtype=dtype, where=where):
-                return read_exact(f, offset, shape, dtype, where)
-
             key, transpose = _native_to_canonical(name, fmt)
-            lazy = LazyTensor(shape, dtype, load, native=name)
+            lazy = LazyTensor.stored(mapped, offset, shape, dtype, native=name)
             out[key] = lazy.transposed() if transpose else lazy
     out.metadata["format"] = fmt
     if fmt == "tf":

@@ -10,6 +10,9 @@ aliases included (sharing one storage, so stored once), shards named
 from __future__ import annotations
 
 import pickle
+import re
+import struct
+import sys
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +28,7 @@ from .common import (
     CheckpointError,
     LazyStateDict,
     LazyTensor,
+    MappedFile,
     Staged,
     as_lazy,
     bfloat16,
@@ -101,7 +105,50 @@ def _load(torch, path: Path) -> dict:
         ) from None
 
 
+_DATA_RECORD = re.compile(r"^[^/]+/data/\d+$")
+
+
+def _storage_offsets(path: Path, storages: dict[int, int]) -> dict[int, int]:
+    """Where each storage's bytes lie in the file (data pointer -> offset); {} where that is not certain.
+
+    ``torch.load(mmap=True)`` maps the zip file once: a storage is its ``archive/data/N`` record,
+    stored uncompressed. Records and storages, each sorted by position, must pair up one to one
+    with equal sizes and a constant distance (the map's base); otherwise nothing is claimed.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive, open(path, "rb") as f:
+            infos = archive.infolist()
+            order = next((archive.read(i) for i in infos if i.filename.endswith("/byteorder")), b"little")
+            data = [i for i in infos if _DATA_RECORD.match(i.filename) and i.file_size]
+            if order.decode(errors="replace") != sys.byteorder or any(i.compress_type for i in data):
+                return {}
+            records = []
+            for info in data:
+                f.seek(info.header_offset)
+                head = f.read(30)
+                if len(head) != 30 or head[:4] != b"PK\x03\x04":
+                    return {}
+                name_len, extra_len = struct.unpack("<HH", head[26:30])
+                records.append((info.header_offset + 30 + name_len + extra_len, info.file_size))
+    except (OSError, zipfile.BadZipFile, ValueError, struct.error):
+        return {}
+    records.sort()
+    pointers = sorted(storages.items())
+    if not records or len(records) != len(pointers):
+        return {}
+    base = pointers[0][0] - records[0][0]
+    if any(n != size or ptr - offset != base for (ptr, n), (offset, size) in zip(pointers, records)):
+        return {}
+    return {ptr: offset for (ptr, _), (offset, _) in zip(pointers, records)}
+
+
 def open_files(paths: list[Path]) -> LazyStateDict:
+    """Open ``pytorch_model.bin`` files lazily.
+
+    Tensors whose bytes are found in the zip archive (:func:`_storage_offsets`) are read from the
+    file like safetensors ones (``pread``, or a private map of our own), leaving torch's map
+    untouched; others (legacy files, views of a larger storage) are read through torch.
+    """
     out = LazyStateDict()
     for path in paths:
         torch = _torch(path)
@@ -111,8 +158,30 @@ def open_files(paths: list[Path]) -> LazyStateDict:
         for key, tensor in sd.items():
             if not isinstance(tensor, torch.Tensor):
                 raise CheckpointError(f"{path}: entry {key!r} is a {type(tensor).__name__}, not a tensor")
-            dtype = _to_numpy(torch.empty(0, dtype=tensor.dtype)).dtype
-            out[key] = LazyTensor(tuple(tensor.shape), dtype, lambda t=tensor: _to_numpy(t), native=key)
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in sd.values()}
+        offsets = _storage_offsets(path, {p: n for p, n in storages.items() if n})
+        mapped = None
+        if offsets:
+            mapped = MappedFile(path)
+            out.add_closer(mapped.close)
+        for key, tensor in sd.items():
+            dtype = (
+                bfloat16()
+                if tensor.dtype == torch.bfloat16
+                else torch.empty(0, dtype=tensor.dtype).numpy().dtype
+            )
+            # Names sharing one storage (HF's tied LM decoder) share bytes: known without reading them.
+            pointer = tensor.untyped_storage().data_ptr()
+            identity = (pointer, tensor.storage_offset(), tuple(tensor.stride()))
+            if mapped is not None and pointer in offsets and tensor.is_contiguous():
+                offset = offsets[pointer] + tensor.storage_offset() * tensor.element_size()
+                lazy = LazyTensor.stored(mapped, offset, tuple(tensor.shape), dtype, native=key)
+                lazy.identity = identity
+            else:
+                lazy = LazyTensor(
+                    tuple(tensor.shape), dtype, lambda t=tensor: _to_numpy(t), native=key, identity=identity
+                )
+            out[key] = lazy
     return out
 
 

@@ -296,9 +296,17 @@ def resolve_ties(state_dict: Mapping[str, np.ndarray], config: XLMRobertaConfig,
         value = out.pop(alias)
         if source not in out:
             out[source] = value
-        elif out[source].shape != value.shape or not np.array_equal(out[source], value):
+        elif not _same_values(out[source], value):
             logger.warning("%s differs from the tied weight %s; using %s", alias, source, source)
     return out
+
+
+def _same_values(a, b) -> bool:
+    """``a`` equals ``b``; a lazily read tensor that knows it shares ``b``'s bytes is not read."""
+    if a.shape != b.shape:
+        return False
+    shares = getattr(a, "shares_data_with", None)
+    return (shares is not None and shares(b)) or bool(np.array_equal(a, b))
 
 
 def untie(state_dict: Mapping[str, np.ndarray], config: XLMRobertaConfig, head: Head | str) -> dict:

@@ -17,10 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 import conversion
+from conversion.common import ALIGN
 from xlmr import _hub
 from xlmr import weights as W
 from xlmr.protocols import PretrainedModel, PretrainedModelClass
@@ -59,11 +61,12 @@ def state_dict_to_params(state_dict: Mapping[str, np.ndarray]) -> dict:
 
 
 def _fill_new(model: FlaxModel, loaded: dict, newly_initialized: list[str]) -> dict:
-    """Take the newly initialised head weights from the model's current params (or its own init)."""
+    """Add the head weights ``loaded`` lacks: the model's current ones, else its own init of just those."""
     if not newly_initialized:
         return loaded
-    source = model._params if model._params is not None else model.init_weights(model.key, model.input_shape)
-    source_flat = W.flatten_tree(source)
+    if model._params is None:
+        return model.init_weights(model.key, model.input_shape, params=loaded)
+    source_flat = W.flatten_tree(model._params)
     flat = W.flatten_tree(loaded)
     for key in newly_initialized:
         path, _ = W.to_backend_path(key, "flax")
@@ -87,7 +90,11 @@ def load_canonical_state_dict(model: FlaxModel, state_dict: Mapping[str, np.ndar
 
 
 def from_pretrained(
-    cls: PretrainedModelClass, path: str | os.PathLike, dtype: Any = jnp.float32, **kwargs: Any
+    cls: PretrainedModelClass,
+    path: str | os.PathLike,
+    dtype: Any = jnp.float32,
+    param_dtype: Any = None,
+    **kwargs: Any,
 ) -> FlaxModel:
     """Build ``cls`` from an HF-layout directory (config.json + any of the four weight files).
 
@@ -95,7 +102,8 @@ def from_pretrained(
         cls: The Flax model class (its ``head`` decides which weights are expected).
         path: Checkpoint directory, or a Hub repo id (``org/name[@revision]``, resolved by
             :func:`xlmr._hub.resolve_model`: safetensors first, then ``flax_model.msgpack``).
-        dtype: Computation dtype; weights are loaded as float32.
+        dtype: Computation dtype.
+        param_dtype: Dtype of the parameters (None: float32, as HF), each tensor cast as it is read.
         **kwargs: ``seed``, ``input_shape``, ``gradient_checkpointing``; HF's Hub arguments (``revision``,
             ``cache_dir``, ``local_files_only``, ``token``, ``subfolder``, ``force_download``); anything
             else overrides config fields.
@@ -104,11 +112,55 @@ def from_pretrained(
         k: kwargs.pop(k) for k in ("seed", "input_shape", "gradient_checkpointing") if k in kwargs
     }
     resolved = _hub.resolve_model(path, "flax", **_hub.pop_hub_kwargs(kwargs))
-    config, report = conversion.load_pretrained(resolved.path, cls.head, root=resolved.root, **kwargs)
-    model = cls(config, dtype=dtype, _do_init=False, **model_kwargs)
-    model.params = _fill_new(model, state_dict_to_params(report.state_dict), report.newly_initialized)
+    config, report = conversion.load_pretrained(
+        resolved.path, cls.head, root=resolved.root, lazy=True, **kwargs
+    )
+    with report.state_dict as tensors:
+        model = cls(config, dtype=dtype, _do_init=False, **model_kwargs)
+        params = params_from_checkpoint(model, tensors, param_dtype)
+    if report.newly_initialized:  # only those leaves are initialised, from the model's own init
+        params = model.init_weights(model.key, model.input_shape, params=params)
+        if param_dtype is not None:
+            params = jax.tree_util.tree_map(lambda p: jnp.asarray(p, param_dtype), params)
+    model.params = params
     model.load_report = report
     return _hub.record_name(model, resolved.name_or_path)
+
+
+def params_from_checkpoint(model: FlaxModel, tensors: dict, param_dtype: Any = None) -> dict:
+    """The params tree of ``tensors`` (canonical key -> LazyTensor), read tensor by tensor.
+
+    Every path and shape is checked against ``jax.eval_shape`` of the model's init
+    (``model.params_shape_tree``) before any tensor's bytes are read. Each tensor is then read
+    in the Flax layout and dtype (``param_dtype``, else the init's float32) and handed to JAX
+    with ``jax.device_put(..., may_alias=True)``, and dropped from ``tensors``: on CPU a
+    64-byte-aligned host array becomes the parameter's buffer as it is, so a float32 tensor
+    stored in the Flax layout at an aligned offset is the memory-mapped file itself, and any
+    other is exactly one copy (made block by block, in its final dtype and layout).
+    """
+    expected = W.flatten_tree(model.params_shape_tree)
+    plan = {}
+    problems = []
+    for key, tensor in tensors.items():
+        path, transpose = W.to_backend_path(key, "flax")
+        shape = tuple(tensor.shape[::-1] if transpose else tensor.shape)
+        if path not in expected:
+            problems.append(f"{key} ({'/'.join(path)}): not a parameter of the model")
+        elif tuple(expected[path].shape) != shape:
+            problems.append(f"{key}: checkpoint {shape} vs model {tuple(expected[path].shape)}")
+        else:
+            plan[key] = (path, transpose, np.dtype(param_dtype or expected[path].dtype))
+    if problems:
+        raise W.WeightMismatchError(
+            f"checkpoint does not fit {type(model).__name__} ({'; '.join(problems[:10])})"
+        )
+    flat = {}
+    for key, (path, transpose, target) in plan.items():
+        tensor = tensors.pop(key)
+        array = tensor.materialize(transpose=transpose, dtype=target, align=ALIGN)
+        flat[path] = jax.device_put(array, may_alias=True)
+        del array, tensor
+    return W.unflatten_tree(flat)
 
 
 def save_pretrained(

@@ -962,7 +962,9 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
         return self._params_shape_tree
 
     # -- initialisation ------------------------------------------------------------------------
-    def _init_variables(self, rng: Array, input_shape: tuple[int, ...]) -> dict:
+    def _init_variables(
+        self, rng: Array, input_shape: tuple[int, ...], params: Mapping | None = None
+    ) -> dict:
         input_ids = jnp.zeros(input_shape, dtype="i4")
         params_rng, dropout_rng = jax.random.split(rng)
         kwargs: dict[str, Any] = {}
@@ -972,30 +974,52 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
                 (batch, input_shape[-1], self.config.hidden_size), self.dtype
             )
             kwargs["encoder_attention_mask"] = jnp.ones((batch, input_shape[-1]), "i4")
-        return self.module.init(
-            {"params": params_rng, "dropout": dropout_rng},
-            input_ids,
-            jnp.ones_like(input_ids),
+        args = (input_ids, jnp.ones_like(input_ids))
+        kwargs.update(
             token_type_ids=jnp.zeros_like(input_ids),
             position_ids=create_position_ids_from_input_ids(input_ids, self.config.pad_token_id),
             return_dict=False,
-            **kwargs,
         )
+        rngs = {"params": params_rng, "dropout": dropout_rng}
+        if params is None:
+            return self.module.init(rngs, *args, **kwargs)
+
+        def missing(params: dict, rngs: dict) -> dict:
+            # The module runs with its params collection open: a given parameter is used as it is
+            # (its initializer never runs), a missing one is made by its initializer. Only the new
+            # leaves are returned, so XLA drops the dummy forward pass and the given parameters,
+            # unused, never enter the computation.
+            _, variables = self.module.apply(
+                {"params": params}, *args, rngs=rngs, mutable=["params"], **kwargs
+            )
+            given = flatten_tree(params)
+            return {
+                "/".join(p): v
+                for p, v in flatten_tree(_to_plain_dict(variables["params"])).items()
+                if p not in given
+            }
+
+        flat = flatten_tree(params)
+        flat.update({tuple(p.split("/")): v for p, v in jax.jit(missing)(params, rngs).items()})
+        return {"params": unflatten_tree(flat)}
 
     def init_weights(self, rng: Array, input_shape: tuple[int, ...], params: Mapping | None = None) -> dict:
-        """Random parameters; with ``params``, only the missing leaves are filled in.
+        """Random parameters; with ``params``, only the leaves it lacks are initialised.
+
+        With ``params`` the module runs once on the dummy input with its ``params`` collection
+        open for new entries: each given parameter is used as it is (its initializer never
+        runs) and each missing one is made by its own initializer, from the RNG stream a full
+        init would give it (Flax derives it from the module path), so a missing module gets the
+        values HF's init-everything-then-fill would.
 
         Args:
             rng: PRNG key of the initialisation.
             input_shape: Shape of the dummy input.
-            params: Parameters to keep; their missing leaves are taken from the random ones.
+            params: Parameters to keep; only their missing leaves are initialised.
         """
-        random_params = _to_plain_dict(self._init_variables(rng, input_shape)["params"])
         if params is None:
-            return random_params
-        flat = flatten_tree(random_params)
-        flat.update(flatten_tree(_to_plain_dict(params)))
-        return unflatten_tree(flat)
+            return _to_plain_dict(self._init_variables(rng, input_shape)["params"])
+        return _to_plain_dict(self._init_variables(rng, input_shape, _to_plain_dict(params))["params"])
 
     def enable_gradient_checkpointing(self) -> None:
         """Rebuild the module with ``nn.remat`` around every layer (parameters unchanged)."""
@@ -1188,9 +1212,17 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
 
     @classmethod
     def from_pretrained(
-        cls, pretrained_model_name_or_path: str | Any, dtype: Any = jnp.float32, **kwargs: Any
+        cls,
+        pretrained_model_name_or_path: str | Any,
+        dtype: Any = jnp.float32,
+        *,
+        param_dtype: Any = None,
+        **kwargs: Any,
     ) -> FlaxXLMRobertaPreTrainedModel:
         """Load any HF XLM-R checkpoint directory (safetensors, pytorch_model.bin, tf_model.h5, flax msgpack) or Hub repo.
+
+        The parameter tree comes straight from the file (shapes checked against ``jax.eval_shape``
+        of the init first; no random init for weights the checkpoint provides).
 
         Args:
             pretrained_model_name_or_path: A local directory with ``config.json`` and a weight file, or a
@@ -1198,11 +1230,15 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
                 config.json and one weight format, ``model.safetensors`` first, then
                 ``flax_model.msgpack``, then any other. Kept as ``model.name_or_path``.
             dtype: Computation dtype.
+            param_dtype: Dtype of the loaded parameters (None: float32, as HF keeps them;
+                ``jnp.bfloat16`` halves their memory), each weight cast as it is read.
             **kwargs: ``seed``, ``gradient_checkpointing``, ``input_shape``, HF's Hub arguments
                 (``revision``, ``cache_dir``, ``local_files_only``, ``token``, ``subfolder``,
                 ``force_download``), or config overrides.
         """
-        return loading.from_pretrained(cls, pretrained_model_name_or_path, dtype=dtype, **kwargs)
+        return loading.from_pretrained(
+            cls, pretrained_model_name_or_path, dtype=dtype, param_dtype=param_dtype, **kwargs
+        )
 
     def save_pretrained(
         self, save_directory: str | Any, params: Mapping | None = None, format: str = "safetensors"

@@ -7,15 +7,19 @@ prefix is dropped, as its canonical keys have none. The tied LM decoder has no v
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 import conversion
+from conversion.common import ALIGN, np_dtype
 from xlmr import _hub
 from xlmr import weights as W
 from xlmr.protocols import PretrainedModel, PretrainedModelClass
@@ -100,24 +104,105 @@ def load_canonical_state_dict(
 
 
 def from_pretrained(
-    cls: PretrainedModelClass, path: str | os.PathLike, **config_overrides: Any
+    cls: PretrainedModelClass, path: str | os.PathLike, *, dtype: Any = None, **config_overrides: Any
 ) -> PretrainedModel:
     """``cls`` built from an HF-layout directory (config.json and any of the four weight files) or a
     Hub repo (:func:`xlmr._hub.resolve_model`: HF's Hub keyword arguments are taken from
     ``config_overrides``; safetensors first, then ``tf_model.h5``).
 
-    ``pytorch_model.bin`` needs torch; without it the error says so and suggests ``xlmr-convert``.
-    Head weights the checkpoint lacks are newly initialised (and logged), as in HF.
+    Every variable is created once, with its final value (:func:`build_from_checkpoint`): no
+    random initializer runs for a weight the checkpoint provides. ``dtype`` is a Keras dtype
+    policy for the whole model (``"bfloat16"``: bfloat16 variables, each checkpoint tensor cast
+    as it is read). ``pytorch_model.bin`` needs torch; without it the error says so and suggests
+    ``xlmr-convert``. Head weights the checkpoint lacks are newly initialised (and logged), as in HF.
     """
     name = config_overrides.pop("name", None)
     resolved = _hub.resolve_model(path, "tf", **_hub.pop_hub_kwargs(config_overrides))
     config, report = conversion.load_pretrained(
-        resolved.path, cls.head, root=resolved.root, **config_overrides
+        resolved.path, cls.head, root=resolved.root, lazy=True, **config_overrides
     )
-    model = cls(config, name=name) if name else cls(config)
-    model.build_model()
-    assign_state_dict(model, report.state_dict)
+    with report.state_dict as tensors, _dtype_policy(dtype):
+        model = cls(config, name=name) if name else cls(config)
+        build_from_checkpoint(model, tensors)
     return _hub.record_name(model, resolved.name_or_path)
+
+
+@contextlib.contextmanager
+def _dtype_policy(dtype: Any) -> Iterator[None]:
+    """Layers made inside take ``dtype`` as their Keras dtype policy (None: leave it; Keras keeps it per thread)."""
+    if dtype is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+class _CheckpointValue:
+    """A Keras initializer returning one checkpoint tensor, read when Keras creates the variable."""
+
+    def __init__(self, tensors: dict, key: str, transpose: bool):
+        self.tensors, self.key, self.transpose = tensors, key, transpose
+
+    def __call__(self, shape: Any, dtype: Any = None) -> tf.Tensor:
+        tensor = self.tensors.pop(self.key)
+        expected = tuple(tensor.shape[::-1] if self.transpose else tensor.shape)
+        if expected != tuple(shape):
+            raise W.WeightMismatchError(
+                f"{self.key}: checkpoint shape {tensor.shape} does not fit the variable's {tuple(shape)}"
+            )
+        return _to_tf(tensor.materialize(transpose=self.transpose, dtype=np_dtype(dtype), align=ALIGN))
+
+
+def _to_tf(array: np.ndarray) -> tf.Tensor:
+    """A tensor sharing ``array``'s memory (DLPack; the array must be C-contiguous and 64-byte aligned)."""
+    if array.dtype.name == "bfloat16":  # ml_dtypes' bfloat16 has no DLPack code: move the bits as uint16
+        return tf.bitcast(tf.experimental.dlpack.from_dlpack(array.view(np.uint16).__dlpack__()), tf.bfloat16)
+    return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+
+
+def build_from_checkpoint(model: PretrainedModel, tensors: dict) -> None:
+    """Create ``model``'s variables, each initialised exactly once.
+
+    Keras creates a variable's value at build time from its initializer. Here the layers are
+    built inside a ``keras.StatelessScope``, where variables wait for their value; each
+    variable the checkpoint provides gets an initializer returning that tensor (read then, one
+    at a time, and dropped from ``tensors``: a view of the memory-mapped file where layout,
+    dtype and alignment allow, else one new array), and the rest -- a newly added head -- keep
+    their own (HF's truncated normal / zeros / ones). Leaving the scope initialises them all.
+    """
+    vmap: dict[str, tuple[Any, bool]] = {}
+    try:
+        with keras.StatelessScope():
+            vmap = variable_map(model)
+            unknown = sorted(k for k in tensors if k not in vmap)
+            if unknown:
+                raise W.WeightMismatchError(
+                    f"weights not in {type(model).__name__}: {', '.join(unknown[:10])}"
+                )
+            for key, (variable, transpose) in vmap.items():
+                if key not in tensors:
+                    continue
+                if getattr(variable, "_value", None) is not None or not hasattr(variable, "_initializer"):
+                    raise RuntimeError(  # pragma: no cover -- a Keras without deferred variables
+                        f"Keras created {variable.path} outside the stateless scope; cannot load it without a copy"
+                    )
+                variable._initializer = _CheckpointValue(tensors, key, transpose)
+    except BaseException:
+        _forget_uninitialized([v for v, _ in vmap.values()] or list(model.weights))
+        raise
+
+
+def _forget_uninitialized(variables: list) -> None:
+    """After a failed build, take ``variables`` off Keras's list of variables awaiting their value."""
+    from keras.src.backend.common import global_state
+
+    ours = {id(v) for v in variables}
+    pending = global_state.get_global_attribute("uninitialized_variables") or []
+    global_state.set_global_attribute("uninitialized_variables", [v for v in pending if id(v) not in ours])
 
 
 def save_pretrained(

@@ -1127,19 +1127,24 @@ class TFXLMRobertaPreTrainedModel(TFAdapterMixin, TFTrainingMixin, keras.Model):
     # -- weights -------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(
-        cls, pretrained_model_name_or_path: str | Any, **config_overrides: Any
+        cls, pretrained_model_name_or_path: str | Any, *, dtype: Any = None, **config_overrides: Any
     ) -> TFXLMRobertaPreTrainedModel:
         """Load an HF-layout directory (config.json + any of the four weight files) or a Hub repo into this class.
+
+        Each variable is created once, from the checkpoint's tensor (no random init for weights
+        the checkpoint provides; a view of the memory-mapped file where possible).
 
         Args:
             pretrained_model_name_or_path: Local directory, or a Hub repo id (``org/name``,
                 ``org/name@revision``) fetched through huggingface_hub: config.json and one weight
                 format, ``model.safetensors`` first, then ``tf_model.h5``, then any other. Kept as
                 ``model.name_or_path`` and ``config.name_or_path``.
+            dtype: Keras dtype policy of the model (``"bfloat16"``: bfloat16 variables, each
+                weight cast as it is read); None: the global policy (float32).
             **config_overrides: Config fields to override (``num_labels=5``...), and HF's Hub arguments
                 ``revision``, ``cache_dir``, ``local_files_only``, ``token``, ``subfolder``, ``force_download``.
         """
-        return loading.from_pretrained(cls, pretrained_model_name_or_path, **config_overrides)
+        return loading.from_pretrained(cls, pretrained_model_name_or_path, dtype=dtype, **config_overrides)
 
     def save_pretrained(self, save_directory: str | Any, format: str = "safetensors") -> Any:
         """Write ``config.json`` and the weights (``safetensors``, ``pytorch``, ``tf`` = tf_model.h5, ``flax``).

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 import conversion
+from conversion.common import np_dtype
 from xlmr import _hub
 from xlmr import weights as W
 from xlmr.config import XLMRobertaConfig
@@ -48,11 +49,43 @@ def _resolve_dtype(torch_dtype: torch.dtype | str | None, config: XLMRobertaConf
 
 def _to_tensor(key: str, value: Any) -> torch.Tensor:
     array = np.asarray(value)
-    if array.dtype.name == "bfloat16":  # ml_dtypes' bfloat16: reinterpret the bits
-        return torch.from_numpy(array.view(np.uint16).astype(np.int16)).view(torch.bfloat16)
-    if array.dtype.kind != "f":
+    if array.dtype.name != "bfloat16" and array.dtype.kind != "f":
         raise W.WeightMismatchError(f"weight {key} has dtype {array.dtype}, expected a float array")
-    return torch.from_numpy(np.ascontiguousarray(array))
+    return _as_torch(np.ascontiguousarray(array))
+
+
+def _as_torch(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing ``array``'s memory (ml_dtypes' bfloat16 reinterpreted bit for bit)."""
+    if array.dtype.name == "bfloat16":
+        return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(array)
+
+
+def _read(tensor: Any, dtype: torch.dtype) -> torch.Tensor:
+    """One checkpoint tensor as a torch tensor of ``dtype`` (a view of the file where possible).
+
+    Casts go through torch's own (round to nearest even, as numpy's, and faster). A float file
+    into bfloat16 moves the bits as int16, so numpy needs no bfloat16 type: importing ml_dtypes
+    for it would cost most of a second.
+    """
+    if dtype == torch.bfloat16 and tensor.dtype.name != "bfloat16" and tensor.base is None:
+        carrier = tensor.materialize(dtype=np.int16, align=2, convert=_cast_to(torch.bfloat16))
+        return torch.from_numpy(carrier).view(torch.bfloat16)
+    array = tensor.materialize(dtype=_numpy_dtype(dtype), align=dtype.itemsize, convert=_cast_to(dtype))
+    return _as_torch(array)
+
+
+def _cast_to(dtype: torch.dtype):
+    def convert(out: np.ndarray, block: np.ndarray) -> None:
+        target = torch.from_numpy(out)
+        target = target.view(dtype) if target.dtype != dtype else target
+        target.copy_(_as_torch(np.ascontiguousarray(block)))
+
+    return convert
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    return np_dtype(str(dtype).removeprefix("torch."))
 
 
 def canonical_state_dict(model: PretrainedModel) -> dict[str, np.ndarray]:
@@ -114,30 +147,100 @@ def from_pretrained(
     taken from ``config_overrides``): config.json and one weight format, safetensors first, then
     ``pytorch_model.bin``.
 
-    The model is built on the meta device and materialised empty, so no random init is spent on
-    weights the checkpoint provides; only ``report.newly_initialized`` weights get HF's init. With
-    ``torch_dtype`` the empty model already has that dtype and each checkpoint tensor is cast once,
-    as it is copied in (no float32 copy of the whole model first).
+    The model is built on the meta device: no memory and no random init is spent on weights the
+    checkpoint provides. Each checkpoint tensor then becomes its parameter, one at a time
+    (:func:`fill_from_checkpoint`): without a cast, a view of the memory-mapped file (pages are
+    read when used, as HF's loader does); with ``torch_dtype`` (or for a stored transpose) one new
+    array of the final dtype, read block by block. Only ``report.newly_initialized`` weights get
+    memory of their own and HF's init.
     """
     resolved = _hub.resolve_model(path, "pytorch", **_hub.pop_hub_kwargs(config_overrides))
     path = resolved.path
     if not path.exists():
         raise FileNotFoundError(f"no such checkpoint directory: {path}")
-    config, report = conversion.load_pretrained(path, cls.head, root=resolved.root, **config_overrides)
-    dtype = _resolve_dtype(torch_dtype, config)
-    with torch.device("meta"):
-        model = cls(config)
-    if dtype is not None:
-        model.to(dtype)  # still on the meta device: nothing is allocated or copied
-    model.to_empty(device="cpu")
-    model.tie_weights()  # to_empty() makes a new Parameter per module: tie again
-    load_canonical_state_dict(model, report.state_dict, allow_missing=tuple(report.newly_initialized))
-    # Weights the checkpoint lacks (another head's checkpoint): HF's init, module by module.
-    modules = {key.rpartition(".")[0] for key in report.newly_initialized}
-    for name in sorted(modules):
-        model._init_weights(model.get_submodule(name))
-    model.tie_weights()
+    config, report = conversion.load_pretrained(
+        path, cls.head, root=resolved.root, lazy=True, **config_overrides
+    )
+    with report.state_dict as tensors:
+        dtype = _resolve_dtype(torch_dtype, config)
+        with torch.device("meta"), _NoInit():
+            model = cls(config)
+        if dtype is not None:
+            model.to(dtype)  # still on the meta device: nothing is allocated or copied
+        fill_from_checkpoint(model, tensors, report.newly_initialized)
     return _hub.record_name(model.eval(), resolved.name_or_path)
+
+
+class _NoInit(torch.overrides.TorchFunctionMode):
+    """Inside (this thread only): the in-place initialisers do nothing (``meta_only``: on meta tensors).
+
+    For building on the meta device, where they have no data to fill anyway: module
+    constructors and ``post_init`` call them all the same, and the first random one on the
+    meta device costs seconds (torch imports its compiler stack for it).
+    """
+
+    def __init__(self, meta_only: bool = False):
+        super().__init__()
+        self.meta_only = meta_only
+
+    OPS = frozenset({"normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_",
+                     "xavier_uniform_", "xavier_normal_", "orthogonal_", "fill_", "zero_", "ones_", "zeros_",
+                     "constant_"})  # fmt: skip
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in self.OPS:
+            tensor = args[0] if args else kwargs.get("tensor")
+            if not self.meta_only or getattr(tensor, "is_meta", False):
+                return tensor
+        return func(*args, **kwargs)
+
+
+def fill_from_checkpoint(
+    model: PretrainedModel, tensors: Mapping[str, Any], newly_initialized: list[str]
+) -> None:
+    """Give every parameter of a meta-device ``model`` its data, tensor by tensor.
+
+    ``tensors`` maps canonical keys to :class:`conversion.common.LazyTensor` (already checked by
+    :func:`conversion.load_pretrained`); each is read as it is put in place and dropped from the
+    dict (a mutable mapping) right after. Keys in ``newly_initialized`` get fresh memory and HF's
+    ``_init_weights`` for their module -- the init runs for exactly those weights: the
+    module's other parameters are still on the meta device then, where it does nothing. A
+    parameter left on the meta device is an error naming it.
+    """
+    owners: dict[str, torch.nn.Module] = {}
+    for key in newly_initialized:
+        module_name, _, name = key.rpartition(".")
+        module = model.get_submodule(module_name)
+        param = module._parameters[name]
+        module._parameters[name] = torch.nn.Parameter(
+            torch.empty(param.shape, dtype=param.dtype, device="cpu"), requires_grad=param.requires_grad
+        )
+        owners[module_name] = module
+    with _NoInit(meta_only=True):  # a module's weights from the checkpoint are still meta here
+        for module in owners.values():
+            model._init_weights(module)
+    for key in list(tensors):
+        tensor = tensors.pop(key) if isinstance(tensors, dict) else tensors[key]
+        module_name, _, name = key.rpartition(".")
+        module = model.get_submodule(module_name)
+        param = module._parameters.get(name)
+        if param is None:
+            raise W.WeightMismatchError(f"checkpoint weight {key} is no parameter of {type(model).__name__}")
+        if tuple(tensor.shape) != tuple(param.shape):
+            raise W.WeightMismatchError(
+                f"{key}: checkpoint shape {tuple(tensor.shape)} does not fit the model's {tuple(param.shape)}"
+            )
+        module._parameters[name] = torch.nn.Parameter(
+            _read(tensor, param.dtype), requires_grad=param.requires_grad
+        )
+        del tensor
+    model.tie_weights()
+    left = [n for n, p in (*model.named_parameters(), *model.named_buffers()) if p.is_meta]
+    if left:
+        raise W.WeightMismatchError(
+            f"{type(model).__name__}: weights neither in the checkpoint nor initialised: {', '.join(left[:10])}"
+        )
 
 
 def save_pretrained(
