@@ -1,7 +1,7 @@
 """Checkpoints by Hugging Face Hub name: one place that turns ``org/name`` into local files.
 
-Every ``from_pretrained`` (the models of the three backends, both tokenizers, the config) and
-``xlmr-convert SRC`` accept what HF accepts: a local directory, or a Hub repo id (``org/name``,
+Every ``from_pretrained`` (the models of the three backends, both tokenizers, the config, the
+sentence encoders: ``xlmr._sentence.resolve_encoder``), the pipelines and ``xlmr-convert SRC`` accept what HF accepts: a local directory, or a Hub repo id (``org/name``,
 ``org/name@revision``) with HF's keyword arguments :data:`HUB_KWARGS` (``revision``,
 ``cache_dir``, ``local_files_only``, ``token``, ``subfolder``, ``force_download``). Names are
 resolved through ``huggingface_hub`` (imported only when a name is not a local path), into its
