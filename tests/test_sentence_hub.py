@@ -315,3 +315,19 @@ def test_xlmr_embed_takes_a_hub_name(cache, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: offline (HF_HUB_OFFLINE=1): config.json of Hub repo org/missing")
     assert err.count("\n") == 1
+
+
+# -- the sentence-embedding pipeline -------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_sentence_embedding_pipeline_takes_a_hub_name(backend, cache, reference, fetched):
+    import xlmr
+
+    encoder_class(backend)
+    embed = xlmr.pipeline("sentence-embedding", REPO, backend=backend, revision="legacy")
+    assert fetched[-1] == "2_Dense/pytorch_model.bin" and "0_Transformer/" + NATIVE[backend] in fetched
+    assert len(fetched) == 12 and embed.encoder.name_or_path == REPO
+    _close(embed(TEXTS, return_tensors=True), reference["legacy"])
+    fetched.clear()
+    embed = xlmr.pipeline("sentence-embedding", REPO, backend=backend)
+    assert fetched == _main_files()
+    _close(embed(TEXTS, prompt_name="query", return_tensors=True), reference["main-query"])

@@ -554,6 +554,15 @@ def read_modules(modules_json: Path) -> list[tuple[str, dict]]:
     return list(zip(kinds, entries))
 
 
+def plain_layout(hidden_size: int, transformer_dir: str | os.PathLike = "") -> Layout:
+    """What sentence-transformers makes of a plain XLM-R model: the Transformer, then mean pooling."""
+    return Layout(
+        transformer_dir=Path(transformer_dir),
+        modules=[Pooling(int(hidden_size), ("mean",))],
+        prompts=dict(_DEFAULT_PROMPTS),
+    )
+
+
 def read_layout(path: str | os.PathLike, *, root: str | os.PathLike | None = None) -> Layout:
     """Parse a sentence-transformers directory (or a plain HF one: mean pooling) into a :class:`Layout`.
 
@@ -572,14 +581,13 @@ def read_layout(path: str | os.PathLike, *, root: str | os.PathLike | None = Non
     root = root_dir
     modules_json = root / "modules.json"
     if not modules_json.is_file():
-        layout = Layout(transformer_dir=root)
-        _read_transformer_config(root, layout)
         hidden = (
             _read_json(root / "config.json").get("hidden_size") if (root / "config.json").is_file() else None
         )
         if not isinstance(hidden, int):
             raise FileNotFoundError(f"{root} has neither modules.json nor an XLM-R config.json")
-        layout.modules = [Pooling(hidden, ("mean",))]
+        layout = plain_layout(hidden, root)
+        _read_transformer_config(root, layout)
     else:
         modules = read_modules(modules_json)
         layout = Layout(transformer_dir=_module_dir(root, modules[0][1].get("path"), "module path"))
