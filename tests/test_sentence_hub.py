@@ -331,3 +331,45 @@ def test_the_sentence_embedding_pipeline_takes_a_hub_name(backend, cache, refere
     embed = xlmr.pipeline("sentence-embedding", REPO, backend=backend)
     assert fetched == _main_files()
     _close(embed(TEXTS, prompt_name="query", return_tensors=True), reference["main-query"])
+
+
+def test_hub_arguments_reach_hf_hub_download_and_404s_are_skipped(cache, reference, monkeypatch, caplog):
+    """Online (a stand-in for the network serving the cache): token, force_download and the revision
+    reach every request; files a repo lacks (404) are skipped without a warning."""
+    from huggingface_hub.errors import EntryNotFoundError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    calls = []
+
+    def remote(repo_id, filename, **kwargs):
+        calls.append((filename, kwargs))
+        name = "/".join(p for p in (kwargs["subfolder"], filename) if p)
+        found = huggingface_hub.try_to_load_from_cache(
+            repo_id, name, cache_dir=kwargs["cache_dir"], revision=kwargs["revision"]
+        )
+        if not isinstance(found, str):
+            raise EntryNotFoundError(f"404 Client Error: Entry Not Found for url: {name}")
+        return found
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", remote)
+    encoder = encoder_class("flax").from_pretrained(
+        REPO, revision="legacy", token="hf_x", force_download=True
+    )
+    _close(encoder.encode(TEXTS), reference["legacy"])
+    asked = [c[0] for c in calls]
+    # The Transformer: safetensors (404), its index (404), then flax's own file; Dense: safetensors (404), then torch.
+    t = "0_Transformer/"
+    assert asked[4:8] == [t + "model.safetensors", t + "model.safetensors.index.json", t + "flax_model.msgpack",
+                          t + "tokenizer_config.json"]  # fmt: skip
+    assert asked[-2:] == ["2_Dense/model.safetensors", "2_Dense/pytorch_model.bin"]
+    for _, kwargs in calls:
+        assert (
+            kwargs["revision"] == "legacy" and kwargs["token"] == "hf_x" and kwargs["force_download"] is True
+        )
+        assert kwargs["local_files_only"] is False and Path(kwargs["cache_dir"]) == cache.cache
+    calls.clear()
+    with caplog.at_level(logging.WARNING, logger="xlmr.sentence"):
+        encoder_class("flax").from_pretrained(PLAIN + "@unknown")  # no modules.json: a 404, no warning
+    assert "modules.json" not in caplog.text
+    assert [c[0] for c in calls][:2] == ["modules.json", "config_sentence_transformers.json"]
