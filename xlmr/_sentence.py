@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -38,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from ._fileio import atomic_write_bytes, atomic_write_json, contained_path
+from . import _hub
+from ._fileio import StagedDirectory, atomic_write_bytes, atomic_write_json, contained_path
 
 logger = logging.getLogger("xlmr.sentence")
 
@@ -69,6 +71,20 @@ _SBERT_CONFIG_NAMES = (
 )
 _DEFAULT_PROMPTS = {"query": "", "document": ""}  # sentence-transformers' SentenceTransformer defaults
 _NORMALIZE_EPS = 1e-12  # torch.nn.functional.normalize
+# The backends' own weight formats (``SentenceEncoderBase.framework`` -> xlmr._hub.WEIGHT_FILES key).
+_NATIVE_FORMATS = {"torch": "pytorch", "tensorflow": "tf", "jax": "flax"}
+# What a sentence-transformers directory's own files are; saving over one replaces them all (with the
+# weight files of any format), other entries (README.md, logs...) are kept.
+_MODULE_DIR = re.compile(r"\d+_.+")
+_LAYOUT_FILES = frozenset(
+    (
+        "config.json",
+        "modules.json",
+        "config_sentence_transformers.json",
+        *_SBERT_CONFIG_NAMES,
+        *_hub.TOKENIZER_FILES,
+    )
+)
 CHUNK_TEXTS = 4096  # texts tokenized and planned at a time (bounds memory on long inputs)
 PROGRESS_MIN_TEXTS = 1000  # show_progress_bar=None: a bar from this many texts on (on a terminal)
 
@@ -458,7 +474,7 @@ def _module_kind(type_name: Any, entry: dict, where: Path) -> str:
     return short
 
 
-def _read_dense(directory: Path) -> Dense:
+def _read_dense(directory: Path, tree: Path | None = None) -> Dense:
     config = _read_json(directory / "config.json")
     for key in ("module_input_name", "module_output_name"):
         if config.get(key, "sentence_embedding") not in ("sentence_embedding", None):
@@ -467,7 +483,7 @@ def _read_dense(directory: Path) -> Dense:
             )
     weights = None
     for name in ("model.safetensors", "pytorch_model.bin"):
-        path = contained_path(directory, name, what="Dense weights")
+        path = contained_path(directory, name, what="Dense weights", root=tree)
         if path.is_file():
             from conversion import safetensors_io, torch_io
 
@@ -518,50 +534,72 @@ def _read_transformer_config(directory: Path, layout: Layout) -> bool:
     return False
 
 
-def read_layout(path: str | os.PathLike) -> Layout:
+def read_modules(modules_json: Path) -> list[tuple[str, dict]]:
+    """``modules.json`` as ``(kind, entry)`` pairs in ``idx`` order, kinds among :data:`SUPPORTED_MODULES`:
+    one Transformer first, one Pooling right after it. Raises :class:`UnsupportedModuleError` naming a
+    module xlmr does not implement (before any weight is read or fetched)."""
+    entries = _read_json(modules_json)
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(f"{modules_json}: expected a list of module objects")
+    entries = sorted(entries, key=lambda e: e.get("idx", 0))
+    kinds = [_module_kind(e.get("type"), e, modules_json) for e in entries]
+    if not kinds or kinds[0] != "Transformer" or "Transformer" in kinds[1:]:
+        raise UnsupportedModuleError(
+            f"{modules_json}: the first module (and only that one) must be a Transformer, got {kinds}"
+        )
+    if "Pooling" not in kinds or kinds.index("Pooling") != 1 or kinds.count("Pooling") > 1:
+        raise UnsupportedModuleError(
+            f"{modules_json}: xlmr needs one Pooling module right after the Transformer, got {kinds}"
+        )
+    return list(zip(kinds, entries))
+
+
+def plain_layout(hidden_size: int, transformer_dir: str | os.PathLike = "") -> Layout:
+    """What sentence-transformers makes of a plain XLM-R model: the Transformer, then mean pooling."""
+    return Layout(
+        transformer_dir=Path(transformer_dir),
+        modules=[Pooling(int(hidden_size), ("mean",))],
+        prompts=dict(_DEFAULT_PROMPTS),
+    )
+
+
+def read_layout(path: str | os.PathLike, *, root: str | os.PathLike | None = None) -> Layout:
     """Parse a sentence-transformers directory (or a plain HF one: mean pooling) into a :class:`Layout`.
 
     Module paths in ``modules.json`` are names from an untrusted checkpoint: each resolves through
     :func:`xlmr._fileio.contained_path`. Raises :class:`UnsupportedModuleError` naming a module
     xlmr does not implement, ``ValueError`` naming an unknown pooling mode.
+
+    ``root`` widens the tree the module files may resolve into (a Hugging Face cache snapshot's
+    files link into the repo's ``blobs/``); by default the repo folder when ``path`` lies in an HF
+    cache snapshot, else ``path`` itself.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"no such model directory: {root}")
+    root_dir = Path(path)
+    if not root_dir.is_dir():
+        raise FileNotFoundError(f"no such model directory: {root_dir}")
+    tree = Path(root) if root is not None else _hub.cache_root(root_dir)
+    root = root_dir
     modules_json = root / "modules.json"
     if not modules_json.is_file():
-        layout = Layout(transformer_dir=root)
-        _read_transformer_config(root, layout)
         hidden = (
             _read_json(root / "config.json").get("hidden_size") if (root / "config.json").is_file() else None
         )
         if not isinstance(hidden, int):
             raise FileNotFoundError(f"{root} has neither modules.json nor an XLM-R config.json")
-        layout.modules = [Pooling(hidden, ("mean",))]
+        layout = plain_layout(hidden, root)
+        _read_transformer_config(root, layout)
     else:
-        entries = _read_json(modules_json)
-        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise ValueError(f"{modules_json}: expected a list of module objects")
-        entries = sorted(entries, key=lambda e: e.get("idx", 0))
-        kinds = [_module_kind(e.get("type"), e, modules_json) for e in entries]
-        if not kinds or kinds[0] != "Transformer" or "Transformer" in kinds[1:]:
-            raise UnsupportedModuleError(
-                f"{modules_json}: the first module (and only that one) must be a Transformer, got {kinds}"
-            )
-        if "Pooling" not in kinds or kinds.index("Pooling") != 1 or kinds.count("Pooling") > 1:
-            raise UnsupportedModuleError(
-                f"{modules_json}: xlmr needs one Pooling module right after the Transformer, got {kinds}"
-            )
-        layout = Layout(transformer_dir=_module_dir(root, entries[0].get("path"), "module path"))
+        modules = read_modules(modules_json)
+        layout = Layout(transformer_dir=_module_dir(root, modules[0][1].get("path"), "module path"))
         if not _read_transformer_config(layout.transformer_dir, layout):
             _read_transformer_config(root, layout)
-        for entry, kind in zip(entries[1:], kinds[1:]):
+        for kind, entry in modules[1:]:
             directory = _module_dir(root, entry.get("path"), "module path")
             if kind == "Pooling":
                 where = directory / "config.json"
                 layout.modules.append(Pooling.from_config(_read_json(where), str(where)))
             elif kind == "Dense":
-                layout.modules.append(_read_dense(directory))
+                layout.modules.append(_read_dense(directory, tree))
             else:
                 layout.modules.append(Normalize())
     st_config = root / "config_sentence_transformers.json"
@@ -587,6 +625,75 @@ def read_layout(path: str | os.PathLike) -> Layout:
     if layout.similarity_fn_name is not None:
         similarity_fn_name_of(layout.similarity_fn_name)
     return layout
+
+
+def _module_prefix(directory: Path, name: Any) -> str:
+    """The repo folder of a module path from ``modules.json`` (``""``: the root, else ending in ``/``),
+    refused (:class:`xlmr._fileio.UnsafePathError`) when it leads out of ``directory``."""
+    if name in ("", ".", None):
+        return ""
+    candidate = contained_path(directory, name, what="module path")
+    relative = candidate.resolve().relative_to(directory.resolve()).as_posix()
+    return "" if relative == "." else relative + "/"
+
+
+def resolve_encoder(name_or_path: str | os.PathLike, native: str | None = None, **hub: Any) -> _hub.Resolved:
+    """Where a sentence encoder's files lie: a local directory (``subfolder`` joined), or a Hub repo id's
+    files fetched into the Hugging Face cache -- only those the encoder reads.
+
+    From the Hub (:mod:`xlmr._hub`, HF's arguments ``revision``, ``cache_dir``, ``local_files_only``,
+    ``token``, ``subfolder``, ``force_download``; ``org/name@revision``): ``modules.json`` and
+    ``config_sentence_transformers.json`` when the repo has them; the Transformer module's folder
+    (``""`` or e.g. ``0_Transformer/``): ``config.json``, ``sentence_bert_config.json`` (or a legacy
+    name; beside ``modules.json`` when the folder has none), ONE weight format (safetensors, then
+    ``native``, then any other; a shard index and its shards) and the tokenizer files; each later
+    module's folder: ``config.json`` (Pooling, Dense) and Dense's ``model.safetensors`` (else
+    ``pytorch_model.bin``). Module paths are untrusted names: one leading out of the repo is refused
+    before anything is fetched for it; an unsupported module is named before any weight is fetched.
+
+    Returns :class:`xlmr._hub.Resolved`: ``path`` the Transformer's weight file for a Hub repo (the
+    directory for a local path), ``directory`` the encoder's folder, ``root`` the tree its files may
+    resolve into.
+    """
+    if not _hub.is_hub_name(name_or_path):
+        return _hub.resolve_files(name_or_path, (), **hub)
+    repo = _hub.open_repo(name_or_path, **hub)
+    modules_json = repo.fetch("modules.json", required=False)
+    repo.fetch("config_sentence_transformers.json", required=False)
+    modules: list[tuple[str, dict]] = []
+    folders = [""]  # each module's folder, the Transformer's first
+    if modules_json is None:
+        if repo.unreachable is not None and not repo.known_absent("modules.json"):
+            logger.warning(
+                "modules.json of %s could not be fetched and is not in the Hugging Face cache: loading %r "
+                "as a plain XLM-R model with mean pooling (as sentence-transformers does); if it is a "
+                "sentence-transformers model, fetch its modules.json once online",
+                repo.where(),
+                repo.name,
+            )
+    else:
+        modules = read_modules(modules_json)
+        folders = [_module_prefix(modules_json.parent, entry.get("path")) for _, entry in modules]
+    transformer = folders[0]
+    repo.fetch(transformer + "config.json", required=True)
+    places = [transformer, ""] if transformer and modules else [transformer]
+    for prefix in places:  # sentence_bert_config.json (or a legacy name): the Transformer's, else the root's
+        if any(repo.fetch(prefix + name, required=False) is not None for name in _SBERT_CONFIG_NAMES):
+            break
+    weights = _hub.fetch_weights(repo, native, prefix=transformer)
+    for name in _hub.TOKENIZER_FILES:
+        repo.fetch(transformer + name, required=False)
+    vocab = (transformer + "sentencepiece.bpe.model", transformer + "tokenizer.json")
+    if not set(vocab) & set(repo.fetched):
+        raise repo.not_found(" or ".join(vocab))
+    for (kind, _), folder in zip(modules[1:], folders[1:]):
+        if kind in ("Pooling", "Dense"):
+            repo.fetch(folder + "config.json", required=True)
+        if kind == "Dense":  # sentence-transformers' order: safetensors, else the torch pickle
+            dense = (folder + "model.safetensors", folder + "pytorch_model.bin")
+            if repo.fetch(dense[0], required=False) is None and repo.fetch(dense[1], required=False) is None:
+                raise repo.not_found(" or ".join(dense))
+    return repo.resolved(weights)
 
 
 def write_layout(directory: str | os.PathLike, layout: Layout, *, xlmr_version: str) -> None:
@@ -733,32 +840,60 @@ class SentenceEncoderBase:
                 dim = module.out_features
         self._dimension = dim
         self.last_stats = EncodeStats()
+        self.name_or_path = ""  # from_pretrained: the path as given, or the Hub repo id
 
     # -- loading and saving ---------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, packed: bool | None = None, **model_kwargs: Any):
-        """Load a sentence-transformers directory or a plain HF XLM-R directory (mean pooling).
+        """Load a sentence-transformers model or a plain HF XLM-R model (mean pooling), from a
+        directory or the Hugging Face Hub.
 
         Args:
-            path: Local directory; the Transformer's weights may be any of the four formats.
+            path: A local directory, or a Hub repo id (``org/name``, ``org/name@revision``): only the
+                files the encoder reads are fetched (see :func:`resolve_encoder`). The Transformer's
+                weights may be any of the four formats.
             packed: Run packed rows (``segment_ids``); None: whenever the backbone supports it.
                 False: length-sorted padded batches.
-            **model_kwargs: Passed to the backbone's ``from_pretrained``.
+            **model_kwargs: HF's Hub arguments (``revision``, ``cache_dir``, ``local_files_only``,
+                ``token``, ``subfolder``, ``force_download``); the rest is passed to the backbone's
+                ``from_pretrained``.
         """
-        layout = read_layout(path)
-        model = cls._load_model(layout.transformer_dir, **model_kwargs)
+        hub = _hub.pop_hub_kwargs(model_kwargs)
+        resolved = resolve_encoder(path, _NATIVE_FORMATS.get(cls.framework), **hub)
+        layout = read_layout(resolved.directory, root=resolved.root)
+        from_hub = resolved.repo_id is not None
+        # From the Hub: exactly the weight file fetched (the snapshot may hold others from earlier calls).
+        model = cls._load_model(resolved.path if from_hub else layout.transformer_dir, **model_kwargs)
         tokenizer = _load_tokenizer(layout.transformer_dir)
-        return cls(model, tokenizer, layout, packed=packed)
+        if from_hub:
+            _hub.record_name(model, resolved.name_or_path)
+            tokenizer.name_or_path = resolved.name_or_path
+        encoder = cls(model, tokenizer, layout, packed=packed)
+        encoder.name_or_path = resolved.name_or_path
+        return encoder
 
     def save_pretrained(self, path: str | os.PathLike, *, format: str = "safetensors") -> None:
         """Write a sentence-transformers directory (Transformer at the root, weights in ``format``)
-        that sentence-transformers loads and that gives the same embeddings."""
-        from . import __version__
+        that sentence-transformers loads and that gives the same embeddings.
+
+        The directory is replaced as a whole, as the models' ``save_pretrained`` replaces theirs
+        (:class:`xlmr._fileio.StagedDirectory`): readers see the old directory or the complete new
+        one, and a failure or a kill at any point leaves the old one. What an earlier
+        sentence-transformers directory there held (weights of any format, tokenizer files, module
+        folders ``1_Pooling/``..., its JSON files) is not carried over, so nothing stale is loaded;
+        every other entry (README.md, logs...) is kept.
+        """
+        from ._version import __version__
 
         root = Path(path)
         if root.exists() and not root.is_dir():
             raise NotADirectoryError(f"save_pretrained needs a directory, {root} is a file")
-        root.mkdir(parents=True, exist_ok=True)
+        with StagedDirectory(root) as stage:
+            self._write(stage.path, format, __version__)
+            stage.commit(carry_over=_kept_on_save, on_drop=_log_dropped(stage.destination, format))
+
+    def _write(self, root: Path, format: str, version: str) -> None:
+        """Everything of the directory into ``root`` (an empty staging directory)."""
         self._save_model(root, format)
         previous = self.tokenizer.model_max_length
         self.tokenizer.model_max_length = self.max_seq_length
@@ -776,7 +911,7 @@ class SentenceEncoderBase:
             similarity_fn_name=self.similarity_fn_name,
             truncate_dim=self.truncate_dim,
         )
-        write_layout(root, layout, xlmr_version=__version__)
+        write_layout(root, layout, xlmr_version=version)
 
     def _resolve_max_seq_length(self, configured: int | None) -> int:
         # sentence-transformers: max_seq_length from sentence_bert_config.json, else the tokenizer's
@@ -1073,8 +1208,32 @@ class SentenceEncoderBase:
         raise NotImplementedError
 
 
+def _kept_on_save(name: str) -> bool:
+    """Whether an entry of the directory ``save_pretrained`` replaces is carried over into the new one."""
+    from conversion.io import weight_file_format
+
+    return not (name in _LAYOUT_FILES or weight_file_format(name) or _MODULE_DIR.fullmatch(name))
+
+
+def _log_dropped(directory: Path, fmt: str) -> Callable[[Path], None]:
+    """``on_drop`` of the staged save: say which entry of the old directory goes, and why."""
+    from conversion.io import _log_dropped as log_weights
+    from conversion.io import resolve_format, weight_file_format
+
+    log_weight = log_weights(directory, resolve_format(fmt))
+
+    def on_drop(path: Path) -> None:
+        if weight_file_format(path.name):
+            log_weight(path)
+        else:
+            logger.info("removing %s from %s: part of the sentence-transformers directory replaced", path.name,
+                        directory)  # fmt: skip
+
+    return on_drop
+
+
 def _load_tokenizer(directory: Path):
-    from . import XLMRobertaTokenizer, XLMRobertaTokenizerFast
+    from .tokenization import XLMRobertaTokenizer, XLMRobertaTokenizerFast
 
     if (directory / "tokenizer.json").is_file():
         return XLMRobertaTokenizerFast.from_pretrained(str(directory))
