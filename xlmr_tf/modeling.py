@@ -1047,19 +1047,59 @@ class TFXLMRobertaPreTrainedModel(TFAdapterMixin, TFTrainingMixin, keras.Model):
     argument (a list follows the call signature's order; ``segment_ids`` comes after HF's
     arguments). Every call is checked before Keras runs it (:func:`xlmr.inputs.check_inputs`).
 
+    Call arguments shared by the seven models: ``input_ids``, ``attention_mask``,
+    ``token_type_ids``, ``position_ids``, ``head_mask``, ``inputs_embeds``, ``output_attentions``,
+    ``output_hidden_states``, ``return_dict``, ``segment_ids`` (packed rows, see
+    :class:`TFXLMRobertaModel`; refused by the heads that do not take them), ``training``. Each
+    model's docstring says only what it adds (labels, decoder arguments) or lacks.
+
     Args:
         config: The model configuration (an :class:`xlmr.XLMRobertaConfig`, or its dict).
         add_pooling_layer: Build the backbone's pooler; None: as the head needs
             (``xlmr.heads.Head.add_pooling_layer``).
         *inputs, **kwargs: Passed to ``keras.Model`` (``name``, ``dtype``...).
 
-    Example:
+    Example (every model on one tiny configuration):
+        >>> import numpy as np
         >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_tf import TFXLMRobertaForMaskedLM
-        >>> model = TFXLMRobertaForMaskedLM(XLMRobertaConfig(vocab_size=100, hidden_size=32,
-        ...     num_hidden_layers=2, num_attention_heads=4, intermediate_size=37))
-        >>> model.build_model().count_params() > 0
+        >>> import xlmr_tf
+        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+        ...                           num_attention_heads=4, intermediate_size=37, num_labels=2)
+        >>> ids = np.array([[0, 5, 6, 2]])
+        >>> xlmr_tf.TFXLMRobertaForMaskedLM(config).build_model().count_params() > 0
         True
+        >>> out = xlmr_tf.TFXLMRobertaModel(config)(ids)
+        >>> tuple(out.last_hidden_state.shape), tuple(out.pooler_output.shape)
+        ((1, 4, 32), (1, 32))
+        >>> packed = xlmr_tf.TFXLMRobertaModel(config)(np.array([[0, 5, 2, 0, 7, 8, 2, 1]]),
+        ...                                            segment_ids=np.array([[1, 1, 1, 2, 2, 2, 2, 0]]))
+        >>> tuple(packed.pooler_output.shape)  # slots 0 and 1 hold the two sequences
+        (1, 8, 32)
+        >>> decoder = xlmr_tf.TFXLMRobertaForCausalLM(config.copy(is_decoder=True))
+        >>> out = decoder(ids, use_cache=True)
+        >>> tuple(out.logits.shape), len(out.past_key_values)
+        ((1, 4, 100), 2)
+        >>> tuple(decoder(np.array([[7]]), past_key_values=out.past_key_values, use_cache=True).logits.shape)
+        (1, 1, 100)
+        >>> out = xlmr_tf.TFXLMRobertaForMaskedLM(config)(ids, labels=np.array([[-100, -100, 6, -100]]))
+        >>> tuple(out.logits.shape), out.loss.shape
+        ((1, 4, 100), TensorShape([]))
+        >>> classifier = xlmr_tf.TFXLMRobertaForSequenceClassification(config.copy())
+        >>> tuple(classifier(ids, labels=np.array([1])).logits.shape), classifier.config.problem_type
+        ((1, 2), 'single_label_classification')
+        >>> packed = classifier(np.array([[0, 5, 2, 0, 7, 2, 1]]), segment_ids=np.array([[1, 1, 1, 2, 2, 2, 0]]),
+        ...                     labels=np.array([[1, 0, -100, -100, -100, -100, -100]]))
+        >>> tuple(packed.logits.shape)
+        (1, 7, 2)
+        >>> tuple(xlmr_tf.TFXLMRobertaForMultipleChoice(config)(np.array([[[0, 5, 6, 2], [0, 7, 8, 2]]])).logits.shape)
+        (1, 2)
+        >>> tagger = xlmr_tf.TFXLMRobertaForTokenClassification(config)
+        >>> tuple(tagger({"input_ids": ids, "labels": np.array([[-100, 1, 0, -100]])}).logits.shape)
+        (1, 4, 2)
+        >>> out = xlmr_tf.TFXLMRobertaForQuestionAnswering(config)(ids, start_positions=np.array([1]),
+        ...                                                        end_positions=np.array([2]))
+        >>> tuple(out.start_logits.shape), tuple(out.end_logits.shape)
+        ((1, 4), (1, 4))
     """
 
     head: Head | None = None  # set by each concrete class
@@ -1326,11 +1366,10 @@ class TFXLMRobertaPreTrainedModel(TFAdapterMixin, TFTrainingMixin, keras.Model):
 class TFXLMRobertaModel(TFXLMRobertaPreTrainedModel):
     """The bare XLM-RoBERTa encoder (or decoder): hidden states and the pooled first token.
 
-    Call arguments are HF's -- ``input_ids`` (batch, seq), ``attention_mask``, ``token_type_ids``,
-    ``position_ids``, ``head_mask``, ``inputs_embeds``, ``encoder_hidden_states``,
-    ``encoder_attention_mask``, ``past_key_values``, ``use_cache``, ``output_attentions``,
-    ``output_hidden_states``, ``return_dict``, ``training`` -- plus ``segment_ids`` (batch, seq) for
-    packed rows: 0 for padding, 1..k for the sequences of a row, in order. With ``segment_ids``
+    Call arguments: the shared ones (:class:`TFXLMRobertaPreTrainedModel`) plus the decoder's
+    ``encoder_hidden_states``, ``encoder_attention_mask``, ``past_key_values``, ``use_cache``.
+    ``segment_ids`` (batch, seq) packs rows: 0 for padding, 1..k for the sequences of a row, in
+    order. With ``segment_ids``
     positions restart for every sequence, attention is block-diagonal, ``attention_mask`` may be
     omitted, and ``pooler_output`` is (batch, seq, hidden) slots: slot ``[b, k - 1]`` is sequence
     ``k`` of row ``b`` and slots past a row's last sequence are zero.
@@ -1339,19 +1378,7 @@ class TFXLMRobertaModel(TFXLMRobertaPreTrainedModel):
         config: The model configuration.
         add_pooling_layer: Whether to build the pooler (``pooler_output``).
 
-    Example:
-        >>> import numpy as np
-        >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_tf import TFXLMRobertaModel
-        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-        ...                           num_attention_heads=4, intermediate_size=37)
-        >>> model = TFXLMRobertaModel(config)
-        >>> out = model(np.array([[0, 5, 6, 2]]))
-        >>> tuple(out.last_hidden_state.shape), tuple(out.pooler_output.shape)
-        ((1, 4, 32), (1, 32))
-        >>> packed = model(np.array([[0, 5, 2, 0, 7, 8, 2, 1]]), segment_ids=np.array([[1, 1, 1, 2, 2, 2, 2, 0]]))
-        >>> tuple(packed.pooler_output.shape)
-        (1, 8, 32)
+    Example: see :class:`TFXLMRobertaPreTrainedModel`.
     """
 
     head = HEADS["base"]
@@ -1387,7 +1414,7 @@ class TFXLMRobertaModel(TFXLMRobertaPreTrainedModel):
 class TFXLMRobertaForCausalLM(TFXLMRobertaPreTrainedModel):
     """XLM-RoBERTa with a language modeling head for causal LM (set ``config.is_decoder=True``).
 
-    Call arguments are :class:`TFXLMRobertaModel`'s (without ``segment_ids``: a decoder does not
+    Call arguments: :class:`TFXLMRobertaModel`'s (without ``segment_ids``: a decoder does not
     take packed rows) plus ``labels`` (batch, seq): the loss is next-token cross entropy
     (``logits[:, :-1]`` against ``labels[:, 1:]``), -100 ignored. ``past_key_values`` /
     ``use_cache`` give HF v4's legacy per-layer tuples.
@@ -1395,19 +1422,7 @@ class TFXLMRobertaForCausalLM(TFXLMRobertaPreTrainedModel):
     Args:
         config: The model configuration.
 
-    Example:
-        >>> import numpy as np
-        >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_tf import TFXLMRobertaForCausalLM
-        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-        ...                           num_attention_heads=4, intermediate_size=37, is_decoder=True)
-        >>> model = TFXLMRobertaForCausalLM(config)
-        >>> out = model(np.array([[0, 5, 6, 2]]), use_cache=True)
-        >>> tuple(out.logits.shape), len(out.past_key_values)
-        ((1, 4, 100), 2)
-        >>> step = model(np.array([[7]]), past_key_values=out.past_key_values, use_cache=True)
-        >>> tuple(step.logits.shape)
-        (1, 1, 100)
+    Example: see :class:`TFXLMRobertaPreTrainedModel`.
     """
 
     head = HEADS["causal_lm"]
@@ -1444,25 +1459,13 @@ class TFXLMRobertaForCausalLM(TFXLMRobertaPreTrainedModel):
 class TFXLMRobertaForMaskedLM(TFXLMRobertaPreTrainedModel):
     """XLM-RoBERTa with a masked language modeling head (tied to the word embeddings).
 
-    Call arguments: ``input_ids``, ``attention_mask``, ``token_type_ids``, ``position_ids``,
-    ``head_mask``, ``inputs_embeds``, ``output_attentions``, ``output_hidden_states``,
-    ``return_dict``, ``labels`` (batch, seq: cross entropy over all positions, -100 ignored),
-    ``segment_ids`` (packed rows, see :class:`TFXLMRobertaModel`; logits stay in the packed
-    layout), ``training``.
+    Call arguments: the shared ones (:class:`TFXLMRobertaPreTrainedModel`) plus ``labels`` (batch,
+    seq: cross entropy over all positions, -100 ignored); packed logits stay in the packed layout.
 
     Args:
         config: The model configuration.
 
-    Example:
-        >>> import numpy as np
-        >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_tf import TFXLMRobertaForMaskedLM
-        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-        ...                           num_attention_heads=4, intermediate_size=37)
-        >>> model = TFXLMRobertaForMaskedLM(config)
-        >>> out = model(np.array([[0, 5, 99, 2]]), labels=np.array([[-100, -100, 6, -100]]))
-        >>> tuple(out.logits.shape), out.loss.shape
-        ((1, 4, 100), TensorShape([]))
+    Example: see :class:`TFXLMRobertaPreTrainedModel`.
     """
 
     head = HEADS["masked_lm"]
@@ -1496,10 +1499,9 @@ class TFXLMRobertaForMaskedLM(TFXLMRobertaPreTrainedModel):
 class TFXLMRobertaForSequenceClassification(TFXLMRobertaPreTrainedModel):
     """XLM-RoBERTa with a sentence classification / regression head on the first token.
 
-    Call arguments: ``input_ids``, ``attention_mask``, ``token_type_ids``, ``position_ids``,
-    ``head_mask``, ``inputs_embeds``, ``output_attentions``, ``output_hidden_states``,
-    ``return_dict``, ``labels`` (batch,): the loss of ``config.problem_type`` (inferred from the
-    labels when None, as HF, and written back to the config), ``segment_ids``, ``training``.
+    Call arguments: the shared ones (:class:`TFXLMRobertaPreTrainedModel`) plus ``labels``
+    (batch,): the loss of ``config.problem_type`` (inferred from the labels when None, as HF, and
+    written back to the config).
 
     Packed rows (``segment_ids``, see :class:`TFXLMRobertaModel`): the logits are (batch, seq,
     num_labels) slots -- slot ``[b, k - 1]`` scores sequence ``k`` of row ``b``, empty slots are
@@ -1509,20 +1511,7 @@ class TFXLMRobertaForSequenceClassification(TFXLMRobertaPreTrainedModel):
     Args:
         config: The model configuration (``num_labels``, ``problem_type``).
 
-    Example:
-        >>> import numpy as np
-        >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_tf import TFXLMRobertaForSequenceClassification
-        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-        ...                           num_attention_heads=4, intermediate_size=37, num_labels=3)
-        >>> model = TFXLMRobertaForSequenceClassification(config)
-        >>> out = model(np.array([[0, 5, 6, 2]]), labels=np.array([1]))
-        >>> tuple(out.logits.shape), config.problem_type
-        ((1, 3), 'single_label_classification')
-        >>> packed = model(np.array([[0, 5, 2, 0, 7, 2, 1]]), segment_ids=np.array([[1, 1, 1, 2, 2, 2, 0]]),
-        ...                labels=np.array([[1, 2, -100, -100, -100, -100, -100]]))
-        >>> tuple(packed.logits.shape)
-        (1, 7, 3)
+    Example: see :class:`TFXLMRobertaPreTrainedModel`.
     """
 
     head = HEADS["sequence_classification"]
@@ -1559,24 +1548,14 @@ class TFXLMRobertaForSequenceClassification(TFXLMRobertaPreTrainedModel):
 class TFXLMRobertaForMultipleChoice(TFXLMRobertaPreTrainedModel):
     """XLM-RoBERTa with a multiple choice head: inputs (batch, num_choices, seq), logits (batch, num_choices).
 
-    Call arguments: ``input_ids``, ``attention_mask``, ``token_type_ids``, ``position_ids``,
-    ``head_mask``, ``inputs_embeds``, ``output_attentions``, ``output_hidden_states``,
-    ``return_dict``, ``labels`` (batch,): cross entropy over the choices, ``training``. The
-    choices are scored from the pooled first token of each (flattened) choice.
+    Call arguments: the shared ones (:class:`TFXLMRobertaPreTrainedModel`) without ``segment_ids``,
+    plus ``labels`` (batch,): cross entropy over the choices. The choices are scored from the
+    pooled first token of each (flattened) choice.
 
     Args:
         config: The model configuration.
 
-    Example:
-        >>> import numpy as np
-        >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_tf import TFXLMRobertaForMultipleChoice
-        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-        ...                           num_attention_heads=4, intermediate_size=37)
-        >>> model = TFXLMRobertaForMultipleChoice(config)
-        >>> out = model(np.array([[[0, 5, 6, 2], [0, 7, 8, 2]]]), labels=np.array([1]))
-        >>> tuple(out.logits.shape)
-        (1, 2)
+    Example: see :class:`TFXLMRobertaPreTrainedModel`.
     """
 
     head = HEADS["multiple_choice"]
@@ -1619,25 +1598,14 @@ class TFXLMRobertaForMultipleChoice(TFXLMRobertaPreTrainedModel):
 class TFXLMRobertaForTokenClassification(TFXLMRobertaPreTrainedModel):
     """XLM-RoBERTa with a per-token classification head (NER, POS...).
 
-    Call arguments: ``input_ids``, ``attention_mask``, ``token_type_ids``, ``position_ids``,
-    ``head_mask``, ``inputs_embeds``, ``output_attentions``, ``output_hidden_states``,
-    ``return_dict``, ``labels`` (batch, seq): cross entropy over all tokens, -100 ignored,
-    ``segment_ids`` (packed rows, see :class:`TFXLMRobertaModel`: logits and labels in the packed
-    layout, -100 on padding), ``training``.
+    Call arguments: the shared ones (:class:`TFXLMRobertaPreTrainedModel`) plus ``labels`` (batch,
+    seq): cross entropy over all tokens, -100 ignored; packed logits and labels keep the packed
+    layout (-100 on padding).
 
     Args:
         config: The model configuration (``num_labels``).
 
-    Example:
-        >>> import numpy as np
-        >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_tf import TFXLMRobertaForTokenClassification
-        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-        ...                           num_attention_heads=4, intermediate_size=37, num_labels=5)
-        >>> model = TFXLMRobertaForTokenClassification(config)
-        >>> out = model({"input_ids": np.array([[0, 5, 6, 2]]), "labels": np.array([[-100, 1, 4, -100]])})
-        >>> tuple(out.logits.shape)
-        (1, 4, 5)
+    Example: see :class:`TFXLMRobertaPreTrainedModel`.
     """
 
     head = HEADS["token_classification"]
@@ -1677,25 +1645,14 @@ class TFXLMRobertaForTokenClassification(TFXLMRobertaPreTrainedModel):
 class TFXLMRobertaForQuestionAnswering(TFXLMRobertaPreTrainedModel):
     """XLM-RoBERTa with a span head for extractive QA: start and end logits per token.
 
-    Call arguments: ``input_ids``, ``attention_mask``, ``token_type_ids``, ``position_ids``,
-    ``head_mask``, ``inputs_embeds``, ``output_attentions``, ``output_hidden_states``,
-    ``return_dict``, ``start_positions`` / ``end_positions`` (batch,): mean of the two cross
-    entropies, positions clamped to [0, seq] and seq ignored, as HF; ``segment_ids`` (packed rows,
-    see :class:`TFXLMRobertaModel`: start/end logits in the packed layout), ``training``.
+    Call arguments: the shared ones (:class:`TFXLMRobertaPreTrainedModel`) plus ``start_positions``
+    / ``end_positions`` (batch,): mean of the two cross entropies, positions clamped to [0, seq] and
+    seq ignored, as HF; packed start/end logits stay in the packed layout.
 
     Args:
         config: The model configuration (``num_labels`` must be 2: start and end).
 
-    Example:
-        >>> import numpy as np
-        >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_tf import TFXLMRobertaForQuestionAnswering
-        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-        ...                           num_attention_heads=4, intermediate_size=37, num_labels=2)
-        >>> model = TFXLMRobertaForQuestionAnswering(config)
-        >>> out = model(np.array([[0, 5, 6, 2]]), start_positions=np.array([1]), end_positions=np.array([2]))
-        >>> tuple(out.start_logits.shape), tuple(out.end_logits.shape)
-        ((1, 4), (1, 4))
+    Example: see :class:`TFXLMRobertaPreTrainedModel`.
     """
 
     head = HEADS["question_answering"]
