@@ -869,13 +869,38 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
         gradient_checkpointing: Rematerialise each layer in the backward pass.
         **kwargs: Fields of the linen module (``add_pooling_layer`` for the bare model).
 
-    Example:
+    The seven model classes take these arguments (``config`` first); each one's docstring says only
+    what its head adds.
+
+    Example (every model on one tiny configuration):
+        >>> import numpy as np
         >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_flax import FlaxXLMRobertaModel
-        >>> model = FlaxXLMRobertaModel(XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-        ...                                              num_attention_heads=4, intermediate_size=37))
-        >>> model([[0, 5, 6, 2]]).last_hidden_state.shape
-        (1, 4, 32)
+        >>> import xlmr_flax
+        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+        ...                           num_attention_heads=4, intermediate_size=37, num_labels=2)
+        >>> ids = [[0, 5, 6, 2]]
+        >>> model = xlmr_flax.FlaxXLMRobertaModel(config)
+        >>> model(ids).last_hidden_state.shape, model(ids).pooler_output.shape
+        ((1, 4, 32), (1, 32))
+        >>> # Two sequences packed into one row, then padding: one pooled slot per sequence.
+        >>> packed = model([[0, 5, 2, 0, 7, 8, 2, 1]], segment_ids=[[1, 1, 1, 2, 2, 2, 2, 0]])
+        >>> packed.pooler_output.shape, bool(np.all(packed.pooler_output[0, 2:] == 0))
+        ((1, 8, 32), True)
+        >>> decoder = xlmr_flax.FlaxXLMRobertaForCausalLM(config.copy(is_decoder=True))
+        >>> cache = decoder.init_cache(batch_size=1, max_length=8)
+        >>> decoder([[0]], attention_mask=[[1] * 8], past_key_values=cache).logits.shape
+        (1, 1, 100)
+        >>> xlmr_flax.FlaxXLMRobertaForMaskedLM(config)(ids).logits.shape
+        (1, 4, 100)
+        >>> classifier = xlmr_flax.FlaxXLMRobertaForSequenceClassification(config)
+        >>> classifier(ids).logits.shape, classifier([[0, 5, 2, 0, 6, 2]], segment_ids=[[1, 1, 1, 2, 2, 2]]).logits.shape
+        ((1, 2), (1, 6, 2))
+        >>> xlmr_flax.FlaxXLMRobertaForMultipleChoice(config)([[[0, 5, 2], [0, 6, 2]]]).logits.shape
+        (1, 2)
+        >>> xlmr_flax.FlaxXLMRobertaForTokenClassification(config)(ids).logits.shape
+        (1, 4, 2)
+        >>> xlmr_flax.FlaxXLMRobertaForQuestionAnswering(config)(ids).start_logits.shape
+        (1, 4)
     """
 
     config_class = XLMRobertaConfig
@@ -1342,25 +1367,10 @@ class FlaxXLMRobertaModule(nn.Module):
 class FlaxXLMRobertaModel(FlaxXLMRobertaPreTrainedModel):
     """The bare XLM-RoBERTa transformer, returning hidden states (and the pooled first token).
 
-    Args:
-        config: An :class:`xlmr.XLMRobertaConfig`.
-        input_shape, seed, dtype, _do_init, gradient_checkpointing: See
-            :class:`FlaxXLMRobertaPreTrainedModel`.
-        add_pooling_layer: Build the pooler (default True).
+    Args: see :class:`FlaxXLMRobertaPreTrainedModel`, plus ``add_pooling_layer``: build the pooler
+        (default True).
 
-    Example:
-        >>> import numpy as np
-        >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_flax import FlaxXLMRobertaModel
-        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-        ...                           num_attention_heads=4, intermediate_size=37)
-        >>> model = FlaxXLMRobertaModel(config)
-        >>> model([[0, 5, 6, 2]]).pooler_output.shape
-        (1, 32)
-        >>> # Two sequences packed into one row, then padding: one pooled slot per sequence.
-        >>> packed = model([[0, 5, 2, 0, 7, 8, 2, 1]], segment_ids=[[1, 1, 1, 2, 2, 2, 2, 0]])
-        >>> packed.pooler_output.shape, bool(np.all(packed.pooler_output[0, 2:] == 0))
-        ((1, 8, 32), True)
+    Example: see :class:`FlaxXLMRobertaPreTrainedModel`.
     """
 
     module_class = FlaxXLMRobertaModule
@@ -1504,22 +1514,9 @@ class FlaxXLMRobertaForCausalLM(FlaxXLMRobertaPreTrainedModel):
     Use ``config.is_decoder=True`` for causal attention; :meth:`init_cache` and
     ``past_key_values`` decode one token at a time (jit-compatible).
 
-    Args:
-        config: An :class:`xlmr.XLMRobertaConfig`.
-        input_shape, seed, dtype, _do_init, gradient_checkpointing: See
-            :class:`FlaxXLMRobertaPreTrainedModel`.
+    Args: see :class:`FlaxXLMRobertaPreTrainedModel`.
 
-    Example:
-        >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_flax import FlaxXLMRobertaForCausalLM
-        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        ...                           intermediate_size=37, is_decoder=True)
-        >>> model = FlaxXLMRobertaForCausalLM(config)
-        >>> cache = model.init_cache(batch_size=1, max_length=8)
-        >>> mask = [[1] * 8]
-        >>> out = model([[0]], attention_mask=mask, past_key_values=cache)
-        >>> out.logits.shape
-        (1, 1, 100)
+    Example: see :class:`FlaxXLMRobertaPreTrainedModel`.
     """
 
     module_class = FlaxXLMRobertaForCausalLMModule
@@ -1578,18 +1575,9 @@ class FlaxXLMRobertaForMaskedLMModule(_HeadModule):
 class FlaxXLMRobertaForMaskedLM(FlaxXLMRobertaPreTrainedModel):
     """XLM-RoBERTa with the masked language modelling head.
 
-    Args:
-        config: An :class:`xlmr.XLMRobertaConfig`.
-        input_shape, seed, dtype, _do_init, gradient_checkpointing: See
-            :class:`FlaxXLMRobertaPreTrainedModel`.
+    Args: see :class:`FlaxXLMRobertaPreTrainedModel`.
 
-    Example:
-        >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_flax import FlaxXLMRobertaForMaskedLM
-        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-        ...                           num_attention_heads=4, intermediate_size=37)
-        >>> FlaxXLMRobertaForMaskedLM(config)([[0, 5, 6, 2]]).logits.shape
-        (1, 4, 100)
+    Example: see :class:`FlaxXLMRobertaPreTrainedModel`.
     """
 
     module_class = FlaxXLMRobertaForMaskedLMModule
@@ -1617,21 +1605,9 @@ class FlaxXLMRobertaForSequenceClassification(FlaxXLMRobertaPreTrainedModel):
     With ``segment_ids`` the logits come in (batch, seq, num_labels) slots, one per packed
     sequence (empty slots zero); train them with labels in the same slots, -100 in empty ones.
 
-    Args:
-        config: An :class:`xlmr.XLMRobertaConfig`.
-        input_shape, seed, dtype, _do_init, gradient_checkpointing: See
-            :class:`FlaxXLMRobertaPreTrainedModel`.
+    Args: see :class:`FlaxXLMRobertaPreTrainedModel`.
 
-    Example:
-        >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_flax import FlaxXLMRobertaForSequenceClassification
-        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-        ...                           num_attention_heads=4, intermediate_size=37, num_labels=3)
-        >>> model = FlaxXLMRobertaForSequenceClassification(config)
-        >>> model([[0, 5, 6, 2]]).logits.shape
-        (1, 3)
-        >>> model([[0, 5, 2, 0, 6, 2]], segment_ids=[[1, 1, 1, 2, 2, 2]]).logits.shape
-        (1, 6, 3)
+    Example: see :class:`FlaxXLMRobertaPreTrainedModel`.
     """
 
     module_class = FlaxXLMRobertaForSequenceClassificationModule
@@ -1658,18 +1634,9 @@ class FlaxXLMRobertaForMultipleChoiceModule(_HeadModule):
 class FlaxXLMRobertaForMultipleChoice(FlaxXLMRobertaPreTrainedModel):
     """XLM-RoBERTa scoring each of several choices (inputs (batch, num_choices, seq)).
 
-    Args:
-        config: An :class:`xlmr.XLMRobertaConfig`.
-        input_shape, seed, dtype, _do_init, gradient_checkpointing: See
-            :class:`FlaxXLMRobertaPreTrainedModel`.
+    Args: see :class:`FlaxXLMRobertaPreTrainedModel`.
 
-    Example:
-        >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_flax import FlaxXLMRobertaForMultipleChoice
-        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-        ...                           num_attention_heads=4, intermediate_size=37)
-        >>> FlaxXLMRobertaForMultipleChoice(config)([[[0, 5, 2], [0, 6, 2]]]).logits.shape
-        (1, 2)
+    Example: see :class:`FlaxXLMRobertaPreTrainedModel`.
     """
 
     module_class = FlaxXLMRobertaForMultipleChoiceModule
@@ -1695,18 +1662,9 @@ class FlaxXLMRobertaForTokenClassificationModule(_HeadModule):
 class FlaxXLMRobertaForTokenClassification(FlaxXLMRobertaPreTrainedModel):
     """XLM-RoBERTa with a per-token classification head (NER, POS...).
 
-    Args:
-        config: An :class:`xlmr.XLMRobertaConfig`.
-        input_shape, seed, dtype, _do_init, gradient_checkpointing: See
-            :class:`FlaxXLMRobertaPreTrainedModel`.
+    Args: see :class:`FlaxXLMRobertaPreTrainedModel`.
 
-    Example:
-        >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_flax import FlaxXLMRobertaForTokenClassification
-        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-        ...                           num_attention_heads=4, intermediate_size=37, num_labels=5)
-        >>> FlaxXLMRobertaForTokenClassification(config)([[0, 5, 6, 2]]).logits.shape
-        (1, 4, 5)
+    Example: see :class:`FlaxXLMRobertaPreTrainedModel`.
     """
 
     module_class = FlaxXLMRobertaForTokenClassificationModule
@@ -1736,18 +1694,9 @@ class FlaxXLMRobertaForQuestionAnsweringModule(_HeadModule):
 class FlaxXLMRobertaForQuestionAnswering(FlaxXLMRobertaPreTrainedModel):
     """XLM-RoBERTa with a span classification head (start/end logits) for extractive QA.
 
-    Args:
-        config: An :class:`xlmr.XLMRobertaConfig` with ``num_labels=2``.
-        input_shape, seed, dtype, _do_init, gradient_checkpointing: See
-            :class:`FlaxXLMRobertaPreTrainedModel`.
+    Args: see :class:`FlaxXLMRobertaPreTrainedModel` (``config.num_labels`` must be 2).
 
-    Example:
-        >>> from xlmr import XLMRobertaConfig
-        >>> from xlmr_flax import FlaxXLMRobertaForQuestionAnswering
-        >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-        ...                           num_attention_heads=4, intermediate_size=37, num_labels=2)
-        >>> FlaxXLMRobertaForQuestionAnswering(config)([[0, 5, 6, 2]]).start_logits.shape
-        (1, 4)
+    Example: see :class:`FlaxXLMRobertaPreTrainedModel`.
     """
 
     module_class = FlaxXLMRobertaForQuestionAnsweringModule
