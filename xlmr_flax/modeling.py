@@ -1367,10 +1367,8 @@ class FlaxXLMRobertaModule(nn.Module):
 class FlaxXLMRobertaModel(FlaxXLMRobertaPreTrainedModel):
     """The bare XLM-RoBERTa transformer, returning hidden states (and the pooled first token).
 
-    Args: see :class:`FlaxXLMRobertaPreTrainedModel`, plus ``add_pooling_layer``: build the pooler
-        (default True).
-
-    Example: see :class:`FlaxXLMRobertaPreTrainedModel`.
+    Arguments and example: see :class:`FlaxXLMRobertaPreTrainedModel`, plus ``add_pooling_layer``:
+    build the pooler (default True).
     """
 
     module_class = FlaxXLMRobertaModule
@@ -1514,9 +1512,7 @@ class FlaxXLMRobertaForCausalLM(FlaxXLMRobertaPreTrainedModel):
     Use ``config.is_decoder=True`` for causal attention; :meth:`init_cache` and
     ``past_key_values`` decode one token at a time (jit-compatible).
 
-    Args: see :class:`FlaxXLMRobertaPreTrainedModel`.
-
-    Example: see :class:`FlaxXLMRobertaPreTrainedModel`.
+    Arguments and example: see :class:`FlaxXLMRobertaPreTrainedModel`.
     """
 
     module_class = FlaxXLMRobertaForCausalLMModule
@@ -1575,9 +1571,7 @@ class FlaxXLMRobertaForMaskedLMModule(_HeadModule):
 class FlaxXLMRobertaForMaskedLM(FlaxXLMRobertaPreTrainedModel):
     """XLM-RoBERTa with the masked language modelling head.
 
-    Args: see :class:`FlaxXLMRobertaPreTrainedModel`.
-
-    Example: see :class:`FlaxXLMRobertaPreTrainedModel`.
+    Arguments and example: see :class:`FlaxXLMRobertaPreTrainedModel`.
     """
 
     module_class = FlaxXLMRobertaForMaskedLMModule
@@ -1605,9 +1599,7 @@ class FlaxXLMRobertaForSequenceClassification(FlaxXLMRobertaPreTrainedModel):
     With ``segment_ids`` the logits come in (batch, seq, num_labels) slots, one per packed
     sequence (empty slots zero); train them with labels in the same slots, -100 in empty ones.
 
-    Args: see :class:`FlaxXLMRobertaPreTrainedModel`.
-
-    Example: see :class:`FlaxXLMRobertaPreTrainedModel`.
+    Arguments and example: see :class:`FlaxXLMRobertaPreTrainedModel`.
     """
 
     module_class = FlaxXLMRobertaForSequenceClassificationModule
@@ -1634,9 +1626,7 @@ class FlaxXLMRobertaForMultipleChoiceModule(_HeadModule):
 class FlaxXLMRobertaForMultipleChoice(FlaxXLMRobertaPreTrainedModel):
     """XLM-RoBERTa scoring each of several choices (inputs (batch, num_choices, seq)).
 
-    Args: see :class:`FlaxXLMRobertaPreTrainedModel`.
-
-    Example: see :class:`FlaxXLMRobertaPreTrainedModel`.
+    Arguments and example: see :class:`FlaxXLMRobertaPreTrainedModel`.
     """
 
     module_class = FlaxXLMRobertaForMultipleChoiceModule
@@ -1662,9 +1652,7 @@ class FlaxXLMRobertaForTokenClassificationModule(_HeadModule):
 class FlaxXLMRobertaForTokenClassification(FlaxXLMRobertaPreTrainedModel):
     """XLM-RoBERTa with a per-token classification head (NER, POS...).
 
-    Args: see :class:`FlaxXLMRobertaPreTrainedModel`.
-
-    Example: see :class:`FlaxXLMRobertaPreTrainedModel`.
+    Arguments and example: see :class:`FlaxXLMRobertaPreTrainedModel`.
     """
 
     module_class = FlaxXLMRobertaForTokenClassificationModule
@@ -1694,9 +1682,7 @@ class FlaxXLMRobertaForQuestionAnsweringModule(_HeadModule):
 class FlaxXLMRobertaForQuestionAnswering(FlaxXLMRobertaPreTrainedModel):
     """XLM-RoBERTa with a span classification head (start/end logits) for extractive QA.
 
-    Args: see :class:`FlaxXLMRobertaPreTrainedModel` (``config.num_labels`` must be 2).
-
-    Example: see :class:`FlaxXLMRobertaPreTrainedModel`.
+    Arguments and example: see :class:`FlaxXLMRobertaPreTrainedModel` (``config.num_labels`` must be 2).
     """
 
     module_class = FlaxXLMRobertaForQuestionAnsweringModule

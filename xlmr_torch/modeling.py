@@ -719,12 +719,37 @@ class XLMRobertaPreTrainedModel(nn.Module):
     Args:
         config: An :class:`xlmr.XLMRobertaConfig` (an HF ``XLMRobertaConfig`` is converted).
 
-    Example:
-        >>> from xlmr_torch import XLMRobertaConfig, XLMRobertaForMaskedLM
-        >>> model = XLMRobertaForMaskedLM(XLMRobertaConfig(vocab_size=99, hidden_size=32,
-        ...     num_hidden_layers=2, num_attention_heads=4, intermediate_size=37))
-        >>> model.num_parameters() > 0
+    Example (every model on one tiny configuration):
+        >>> import torch
+        >>> import xlmr_torch
+        >>> config = xlmr_torch.XLMRobertaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
+        ...     num_attention_heads=4, intermediate_size=37, num_labels=2)
+        >>> ids = torch.tensor([[0, 5, 6, 2]])
+        >>> xlmr_torch.XLMRobertaForMaskedLM(config).num_parameters() > 0
         True
+        >>> model = xlmr_torch.XLMRobertaModel(config).eval()
+        >>> out = model(ids)
+        >>> tuple(out.last_hidden_state.shape), tuple(out.pooler_output.shape)
+        ((1, 4, 32), (1, 32))
+        >>> packed = model(torch.tensor([[0, 5, 2, 0, 7, 8, 2, 1]]),
+        ...     segment_ids=torch.tensor([[1, 1, 1, 2, 2, 2, 2, 0]]))
+        >>> tuple(packed.pooler_output.shape)  # slots 0 and 1 hold the two sequences
+        (1, 8, 32)
+        >>> decoder = xlmr_torch.XLMRobertaForCausalLM(config.copy(is_decoder=True)).eval()
+        >>> tuple(decoder(ids, labels=ids).logits.shape)
+        (1, 4, 99)
+        >>> tuple(xlmr_torch.XLMRobertaForMaskedLM(config).eval()(ids).logits.shape)
+        (1, 4, 99)
+        >>> classifier = xlmr_torch.XLMRobertaForSequenceClassification(config.copy()).eval()
+        >>> tuple(classifier(ids, labels=torch.tensor([1])).logits.shape), classifier.config.problem_type
+        ((1, 2), 'single_label_classification')
+        >>> tuple(xlmr_torch.XLMRobertaForMultipleChoice(config).eval()(torch.tensor([[[0, 5, 2], [0, 6, 2]]])).logits.shape)
+        (1, 2)
+        >>> tuple(xlmr_torch.XLMRobertaForTokenClassification(config).eval()(ids).logits.shape)
+        (1, 4, 2)
+        >>> out = xlmr_torch.XLMRobertaForQuestionAnswering(config).eval()(ids)
+        >>> tuple(out.start_logits.shape), tuple(out.end_logits.shape)
+        ((1, 4), (1, 4))
     """
 
     config_class = XLMRobertaConfig
@@ -1072,19 +1097,7 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         config: Model configuration.
         add_pooling_layer: Whether to build the pooler (tanh(dense(first token))).
 
-    Example:
-        >>> import torch
-        >>> from xlmr_torch import XLMRobertaConfig, XLMRobertaModel
-        >>> config = XLMRobertaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
-        ...     num_attention_heads=4, intermediate_size=37)
-        >>> model = XLMRobertaModel(config).eval()
-        >>> out = model(torch.tensor([[0, 5, 6, 2]]))
-        >>> tuple(out.last_hidden_state.shape), tuple(out.pooler_output.shape)
-        ((1, 4, 32), (1, 32))
-        >>> packed = model(torch.tensor([[0, 5, 2, 0, 7, 8, 2, 1]]),
-        ...     segment_ids=torch.tensor([[1, 1, 1, 2, 2, 2, 2, 0]]))
-        >>> tuple(packed.pooler_output.shape)  # slots 0 and 1 hold the two sequences
-        (1, 8, 32)
+    Example: see :class:`XLMRobertaPreTrainedModel`.
     """
 
     head = HEADS["base"]
@@ -1189,16 +1202,7 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
     Args:
         config: Model configuration (``is_decoder=True``; ``add_cross_attention=True`` for a seq2seq decoder).
 
-    Example:
-        >>> import torch
-        >>> from xlmr_torch import XLMRobertaConfig, XLMRobertaForCausalLM
-        >>> config = XLMRobertaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
-        ...     num_attention_heads=4, intermediate_size=37, is_decoder=True)
-        >>> model = XLMRobertaForCausalLM(config).eval()
-        >>> ids = torch.tensor([[0, 5, 6, 7]])
-        >>> out = model(ids, labels=ids)
-        >>> tuple(out.logits.shape)
-        (1, 4, 99)
+    Example: see :class:`XLMRobertaPreTrainedModel`.
     """
 
     head = HEADS["causal_lm"]
@@ -1243,14 +1247,7 @@ class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
     Args:
         config: Model configuration.
 
-    Example:
-        >>> import torch
-        >>> from xlmr_torch import XLMRobertaConfig, XLMRobertaForMaskedLM
-        >>> config = XLMRobertaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
-        ...     num_attention_heads=4, intermediate_size=37)
-        >>> model = XLMRobertaForMaskedLM(config).eval()
-        >>> tuple(model(torch.tensor([[0, 5, 6, 2]])).logits.shape)
-        (1, 4, 99)
+    Example: see :class:`XLMRobertaPreTrainedModel`.
     """
 
     head = HEADS["masked_lm"]
@@ -1291,15 +1288,7 @@ class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
     Args:
         config: Model configuration (``num_labels``; ``problem_type`` is inferred from the labels when None).
 
-    Example:
-        >>> import torch
-        >>> from xlmr_torch import XLMRobertaConfig, XLMRobertaForSequenceClassification
-        >>> config = XLMRobertaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
-        ...     num_attention_heads=4, intermediate_size=37, num_labels=3)
-        >>> model = XLMRobertaForSequenceClassification(config).eval()
-        >>> out = model(torch.tensor([[0, 5, 6, 2]]), labels=torch.tensor([1]))
-        >>> tuple(out.logits.shape), config.problem_type
-        ((1, 3), 'single_label_classification')
+    Example: see :class:`XLMRobertaPreTrainedModel`.
     """
 
     head = HEADS["sequence_classification"]
@@ -1342,14 +1331,7 @@ class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
     Args:
         config: Model configuration.
 
-    Example:
-        >>> import torch
-        >>> from xlmr_torch import XLMRobertaConfig, XLMRobertaForMultipleChoice
-        >>> config = XLMRobertaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
-        ...     num_attention_heads=4, intermediate_size=37)
-        >>> model = XLMRobertaForMultipleChoice(config).eval()
-        >>> tuple(model(torch.tensor([[[0, 5, 2], [0, 6, 2]]])).logits.shape)
-        (1, 2)
+    Example: see :class:`XLMRobertaPreTrainedModel`.
     """
 
     head = HEADS["multiple_choice"]
@@ -1390,14 +1372,7 @@ class XLMRobertaForTokenClassification(XLMRobertaPreTrainedModel):
     Args:
         config: Model configuration (``num_labels``, ``classifier_dropout``).
 
-    Example:
-        >>> import torch
-        >>> from xlmr_torch import XLMRobertaConfig, XLMRobertaForTokenClassification
-        >>> config = XLMRobertaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
-        ...     num_attention_heads=4, intermediate_size=37, num_labels=5)
-        >>> model = XLMRobertaForTokenClassification(config).eval()
-        >>> tuple(model(torch.tensor([[0, 5, 6, 2]])).logits.shape)
-        (1, 4, 5)
+    Example: see :class:`XLMRobertaPreTrainedModel`.
     """
 
     head = HEADS["token_classification"]
@@ -1440,15 +1415,7 @@ class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
     Args:
         config: Model configuration (``num_labels=2``: start and end).
 
-    Example:
-        >>> import torch
-        >>> from xlmr_torch import XLMRobertaConfig, XLMRobertaForQuestionAnswering
-        >>> config = XLMRobertaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2,
-        ...     num_attention_heads=4, intermediate_size=37)
-        >>> model = XLMRobertaForQuestionAnswering(config).eval()
-        >>> out = model(torch.tensor([[0, 5, 6, 2]]))
-        >>> tuple(out.start_logits.shape), tuple(out.end_logits.shape)
-        ((1, 4), (1, 4))
+    Example: see :class:`XLMRobertaPreTrainedModel`.
     """
 
     head = HEADS["question_answering"]
