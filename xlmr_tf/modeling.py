@@ -363,19 +363,28 @@ def _past_length(past_key_values: PastKeyValues | None) -> int | None:
 # -- layers -------------------------------------------------------------------------------------
 
 
-class TFXLMRobertaEmbeddings(keras.layers.Layer):
-    """Word + position + token type embeddings, then LayerNorm and dropout.
-
-    Positions follow RoBERTa (:func:`create_position_ids_from_input_ids`): they count non-padding
-    tokens from ``pad_token_id + 1``, restarting for every sequence of a packed row.
+class _ConfigLayer(keras.layers.Layer):
+    """A layer built from the model configuration, which it keeps as ``self.config``.
 
     Args:
         config: The model configuration.
+        **kwargs: Passed to ``keras.layers.Layer`` (``name``...).
     """
 
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
+
+
+class TFXLMRobertaEmbeddings(_ConfigLayer):
+    """Word + position + token type embeddings, then LayerNorm and dropout.
+
+    Positions follow RoBERTa (:func:`create_position_ids_from_input_ids`): they count non-padding
+    tokens from ``pad_token_id + 1``, restarting for every sequence of a packed row.
+    """
+
+    def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
         self.padding_idx = config.pad_token_id
         self.word_embeddings = _embedding(config, config.vocab_size, config.hidden_size, "word_embeddings")
         self.position_embeddings = _embedding(
@@ -437,7 +446,7 @@ class TFXLMRobertaEmbeddings(keras.layers.Layer):
         return self.dropout(embeddings, training=training)
 
 
-class TFXLMRobertaSelfAttention(keras.layers.Layer):
+class TFXLMRobertaSelfAttention(_ConfigLayer):
     """Multi-head scaled dot-product attention (self- or cross-), with an optional key/value cache.
 
     Scores are computed in the compute dtype and normalised in float32 (safe under mixed precision).
@@ -450,8 +459,7 @@ class TFXLMRobertaSelfAttention(keras.layers.Layer):
     def __init__(
         self, config: XLMRobertaConfig, position_embedding_type: str | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         self.num_attention_heads = config.num_attention_heads
         self.attention_head_size = config.head_dim
         self.all_head_size = config.hidden_size
@@ -532,18 +540,13 @@ class TFXLMRobertaSelfAttention(keras.layers.Layer):
         return context, (probs if output_attentions else None), present
 
 
-class TFXLMRobertaSelfOutput(keras.layers.Layer):
-    """Output projection of the attention block with dropout, residual and LayerNorm.
-
-    Args:
-        config: The model configuration.
-    """
+class TFXLMRobertaSelfOutput(_ConfigLayer):
+    """Output projection of the attention block with dropout, residual and LayerNorm."""
 
     input_size_field = "hidden_size"  # the config field giving the dense layer's input width
 
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         self.dense = _dense(config, config.hidden_size, "dense")
         self.LayerNorm = _layer_norm(config, "LayerNorm")
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
@@ -602,16 +605,11 @@ class TFXLMRobertaAttention(keras.layers.Layer):
         return self.dense_output(context, input_tensor, training=training), probs, present
 
 
-class TFXLMRobertaIntermediate(keras.layers.Layer):
-    """Feed-forward expansion with ``config.hidden_act``.
-
-    Args:
-        config: The model configuration.
-    """
+class TFXLMRobertaIntermediate(_ConfigLayer):
+    """Feed-forward expansion with ``config.hidden_act``."""
 
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         self.dense = _dense(config, config.intermediate_size, "dense")
         self.intermediate_act_fn = ACT2FN[config.hidden_act]
 
@@ -635,16 +633,11 @@ class TFXLMRobertaOutput(TFXLMRobertaSelfOutput):
     input_size_field = "intermediate_size"
 
 
-class TFXLMRobertaLayer(keras.layers.Layer):
-    """One transformer layer: self-attention, optional cross-attention (decoders), feed-forward.
-
-    Args:
-        config: The model configuration.
-    """
+class TFXLMRobertaLayer(_ConfigLayer):
+    """One transformer layer: self-attention, optional cross-attention (decoders), feed-forward."""
 
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         self.is_decoder = config.is_decoder
         self.add_cross_attention = config.add_cross_attention
         self.attention = TFXLMRobertaAttention(config, name="attention")
@@ -706,16 +699,11 @@ class TFXLMRobertaLayer(keras.layers.Layer):
         return layer_output, self_probs, cross_probs, present
 
 
-class TFXLMRobertaEncoder(keras.layers.Layer):
-    """The stack of ``config.num_hidden_layers`` layers, named ``layer.0`` ... ``layer.N``.
-
-    Args:
-        config: The model configuration.
-    """
+class TFXLMRobertaEncoder(_ConfigLayer):
+    """The stack of ``config.num_hidden_layers`` layers, named ``layer.0`` ... ``layer.N``."""
 
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         self.layer = [TFXLMRobertaLayer(config, name=f"layer.{i}") for i in range(config.num_hidden_layers)]
 
     def build(self, input_shape: Any = None) -> None:
@@ -771,16 +759,11 @@ class TFXLMRobertaEncoder(keras.layers.Layer):
         )
 
 
-class TFXLMRobertaPooler(keras.layers.Layer):
-    """tanh(dense(first token's hidden state)); for packed rows one slot per sequence.
-
-    Args:
-        config: The model configuration.
-    """
+class TFXLMRobertaPooler(_ConfigLayer):
+    """tanh(dense(first token's hidden state)); for packed rows one slot per sequence."""
 
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         self.dense = _dense(config, config.hidden_size, "dense", activation="tanh")
 
     def build(self, input_shape: Any = None) -> None:
@@ -794,7 +777,7 @@ class TFXLMRobertaPooler(keras.layers.Layer):
         return pooled if segment_ids is None else _zero_empty_slots(pooled, segment_ids)
 
 
-class TFXLMRobertaMainLayer(keras.layers.Layer):
+class TFXLMRobertaMainLayer(_ConfigLayer):
     """The backbone (embeddings, encoder, optional pooler), named ``roberta`` in every model, as in HF.
 
     It does not check its inputs: the models do, once per call (:func:`xlmr.inputs.check_inputs`).
@@ -805,8 +788,7 @@ class TFXLMRobertaMainLayer(keras.layers.Layer):
     """
 
     def __init__(self, config: XLMRobertaConfig, add_pooling_layer: bool = True, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         self.is_decoder = config.is_decoder
         self.add_pooling_layer = add_pooling_layer
         self.embeddings = TFXLMRobertaEmbeddings(config, name="embeddings")
@@ -897,16 +879,11 @@ class TFXLMRobertaMainLayer(keras.layers.Layer):
         )
 
 
-class TFXLMRobertaLMHead(keras.layers.Layer):
-    """dense -> gelu -> layer_norm -> decoder (the word embedding matrix when tied) + ``bias``.
-
-    Args:
-        config: The model configuration.
-    """
+class TFXLMRobertaLMHead(_ConfigLayer):
+    """dense -> gelu -> layer_norm -> decoder (the word embedding matrix when tied) + ``bias``."""
 
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         self.dense = _dense(config, config.hidden_size, "dense")
         self.layer_norm = _layer_norm(config, "layer_norm")
         self.decoder = None
@@ -933,16 +910,11 @@ class TFXLMRobertaLMHead(keras.layers.Layer):
         return logits + tf.cast(self.bias, logits.dtype)
 
 
-class TFXLMRobertaClassificationHead(keras.layers.Layer):
-    """Sentence classifier on the first token: dropout -> dense -> tanh -> dropout -> out_proj.
-
-    Args:
-        config: The model configuration.
-    """
+class TFXLMRobertaClassificationHead(_ConfigLayer):
+    """Sentence classifier on the first token: dropout -> dense -> tanh -> dropout -> out_proj."""
 
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
         self.dense = _dense(config, config.hidden_size, "dense", activation="tanh")
         rate = (
             config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
