@@ -143,11 +143,11 @@ def _tf(config: dict):
 
     import xlmr_tf
 
-    hf = transformers.TFXLMRobertaModel(transformers.XLMRobertaConfig(**config), add_pooling_layer=False)
+    hf = transformers.TFXLMRobertaModel(transformers.XLMRobertaConfig(**config))  # HF TF: always a pooler
     hf(np.zeros((1, 4), np.int32))
     directory = tempfile.mkdtemp(prefix="xlmr-bench-packed-")
     hf.save_pretrained(directory)  # tf_model.h5 in HF's layout: ours reads the same weights
-    ours = xlmr_tf.TFXLMRobertaModel.from_pretrained(directory, add_pooling_layer=False)
+    ours = xlmr_tf.TFXLMRobertaModel.from_pretrained(directory)
 
     @tf.function(jit_compile=True, reduce_retracing=False)
     def ours_xla(x, seg):
@@ -262,9 +262,17 @@ def main(argv: list[str] | None = None) -> int:
             backends = tuple(arg.split("=", 1)[1].split(","))
         elif arg.startswith("--texts="):
             texts = int(arg.split("=", 1)[1])
-    for r in run(quick="--quick" in argv, backends=backends, texts=texts):
-        print(json.dumps(r))
-    return 0
+    failed = []
+    for name in backends:  # rows printed as each backend finishes; a failing one does not lose the others
+        try:
+            rows = run(quick="--quick" in argv, backends=(name,), texts=texts)
+        except RuntimeError as err:
+            print(err, file=sys.stderr)
+            failed.append(name)
+            continue
+        for r in rows:
+            print(json.dumps(r), flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
