@@ -55,6 +55,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -154,15 +155,16 @@ def _address(text: str, what: str) -> str:
 
 def _rank_vars(environ: Mapping[str, str], coordinator_var: str | None = None) -> ProcessEnv | None:
     """RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; None when none of them is set."""
-    names = (*TORCH_VARS, "LOCAL_RANK", "LOCAL_WORLD_SIZE")
-    if not any(n in environ for n in names) and not (coordinator_var and coordinator_var in environ):
+    names = tuple(n for n in (*TORCH_VARS, "LOCAL_RANK", "LOCAL_WORLD_SIZE", coordinator_var) if n)
+    environ = {n: str(environ[n]).strip() for n in names if str(environ.get(n, "")).strip()}  # "": unset
+    if not environ:
         return None
     needed = ["RANK", "WORLD_SIZE"]
-    if not (coordinator_var and environ.get(coordinator_var)):
+    if not (coordinator_var and coordinator_var in environ):
         needed += ["MASTER_ADDR", "MASTER_PORT"]
-    missing = [n for n in needed if not str(environ.get(n, "")).strip()]
+    missing = [n for n in needed if n not in environ]
     if missing:
-        have = [n for n in (*names, coordinator_var) if n and n in environ]
+        have = [n for n in names if n in environ]
         raise DistributedEnvError(
             f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set, but {', '.join(have)} "
             f"{'is' if len(have) == 1 else 'are'}: a process of a distributed job needs "
@@ -172,8 +174,8 @@ def _rank_vars(environ: Mapping[str, str], coordinator_var: str | None = None) -
     rank = _int_var(environ, "RANK")
     if rank >= world:
         raise DistributedEnvError(f"RANK={rank} is not below WORLD_SIZE={world}")
-    local_rank = _int_var(environ, "LOCAL_RANK") if environ.get("LOCAL_RANK", "").strip() else 0
-    if environ.get("LOCAL_WORLD_SIZE", "").strip():
+    local_rank = _int_var(environ, "LOCAL_RANK") if "LOCAL_RANK" in environ else 0
+    if "LOCAL_WORLD_SIZE" in environ:
         local_world = _int_var(environ, "LOCAL_WORLD_SIZE", low=1)
         if local_rank >= local_world:
             raise DistributedEnvError(f"LOCAL_RANK={local_rank} is not below LOCAL_WORLD_SIZE={local_world}")
@@ -181,12 +183,13 @@ def _rank_vars(environ: Mapping[str, str], coordinator_var: str | None = None) -
             raise DistributedEnvError(f"LOCAL_WORLD_SIZE={local_world} is larger than WORLD_SIZE={world}")
     if local_rank > rank:
         raise DistributedEnvError(f"LOCAL_RANK={local_rank} is larger than RANK={rank}")
-    if coordinator_var and environ.get(coordinator_var):
+    if coordinator_var and coordinator_var in environ:
         coordinator = _address(environ[coordinator_var], coordinator_var)
     else:
-        addr = str(environ["MASTER_ADDR"]).strip()
-        coordinator = _address(f"{addr}:{environ['MASTER_PORT']}".strip(), "MASTER_ADDR:MASTER_PORT")
-        _int_var(environ, "MASTER_PORT", low=1)  # names MASTER_PORT itself when it is not a number
+        port = _int_var(environ, "MASTER_PORT", low=1)
+        if port > 65535:
+            raise DistributedEnvError(f"MASTER_PORT={port} is outside 1..65535")
+        coordinator = f"{environ['MASTER_ADDR']}:{port}"
     return ProcessEnv(
         rank=rank, world_size=world, local_rank=local_rank, coordinator=coordinator, source="WORLD_SIZE"
     )
@@ -573,7 +576,7 @@ def spawn_env(
 
 
 def launch(
-    argv: Sequence[str],
+    command: Sequence[str],
     backend: str,
     nproc: int,
     *,
@@ -581,10 +584,19 @@ def launch(
     port: int | None = None,
     timeout: float | None = None,
 ) -> int:
-    """Run ``python -m xlmr.distributed ARGV`` as ``nproc`` local processes of one job; returns the exit status.
+    """Run ``command`` as ``nproc`` local processes of one job (:func:`spawn_env`); returns the exit status.
 
     When one process fails the others are stopped (they would wait for it), and the first
-    failure's status is returned; SIGTERM / Ctrl-C / ``timeout`` stop them all too.
+    failure's status is returned; SIGTERM, Ctrl-C and ``timeout`` (exit status 124) stop them all,
+    and on Linux the processes die with the launcher even when it is killed.
+
+    Args:
+        command: The program and its arguments (e.g. ``[sys.executable, "-m", "xlmr.distributed", ...]``).
+        backend: ``tf`` adds ``TF_CONFIG`` to each process's variables.
+        nproc: The number of processes.
+        addr: This host's address.
+        port: The rendezvous port (a free one by default).
+        timeout: Stop every process after this many seconds.
     """
     environs = spawn_env(backend, nproc, addr, port)
     procs: list[subprocess.Popen] = []
@@ -608,7 +620,7 @@ def launch(
         for extra in environs:
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "xlmr.distributed", *argv],
+                    list(command),
                     env={**os.environ, **extra},
                     preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                 )
@@ -619,7 +631,7 @@ def launch(
             failed = [c for c in codes if c not in (None, 0)]
             if failed:
                 stop()
-                return failed[0]
+                return 128 - failed[0] if failed[0] < 0 else failed[0]  # killed by signal N: 128 + N
             if all(c == 0 for c in codes):
                 return 0
             if timeout is not None and time.monotonic() - start > timeout:
@@ -634,8 +646,6 @@ def launch(
 
 
 def _main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 
@@ -706,7 +716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 1
         return launch(
-            _without_launch_options(argv),
+            [sys.executable, "-m", "xlmr.distributed", *_without_launch_options(argv)],
             args.backend,
             args.nproc_per_node,
             addr=args.master_addr,
