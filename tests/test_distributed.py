@@ -157,7 +157,7 @@ def setup(tmp_path_factory):
         loss = hf(**{k: torch.from_numpy(v.astype(np.int64)) for k, v in batch.items()}).loss
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return {
         "root": root,
         "config": config,
@@ -523,3 +523,8 @@ def test_workers_die_with_a_killed_launcher(jobs, tmp_path):
     while _tagged(tag) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _tagged(tag), "workers outlived their launcher"
+
+
+def test_a_process_env_outside_its_world_is_refused():
+    with pytest.raises(ValueError, match=r"rank 2 is outside \[0, world_size=2\)"):
+        D.ProcessEnv(rank=2, world_size=2)

@@ -103,6 +103,10 @@ class ProcessEnv:
     source: str = "default"
     tf_chief: bool = False
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is outside [0, world_size={self.world_size})")
+
     @property
     def is_chief(self) -> bool:
         """Whether this process saves checkpoints (rank 0)."""
