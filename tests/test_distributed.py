@@ -528,3 +528,21 @@ def test_workers_die_with_a_killed_launcher(jobs, tmp_path):
 def test_a_process_env_outside_its_world_is_refused():
     with pytest.raises(ValueError, match=r"rank 2 is outside \[0, world_size=2\)"):
         D.ProcessEnv(rank=2, world_size=2)
+
+
+def test_the_command_does_not_overwrite_an_output_unasked(jobs, tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / "d.jsonl").write_text('{"input_ids": [0, 5, 2], "label": 1}\n')
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "model.safetensors").write_bytes(b"earlier run")
+    command = ["--backend", "torch", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "d.jsonl")]
+    clean = {k: "" for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "TF_CONFIG")}
+    rc, out = jobs.run(
+        [sys.executable, "-m", "xlmr.distributed", *command, "--batch-size", "1", "--steps", "1"]
+        + ["--output", str(tmp_path / "out")],
+        env=clean,
+        timeout=60,
+    )
+    assert rc == 1 and "exists and is not empty (pass --overwrite to replace it)" in out, out
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == b"earlier run"

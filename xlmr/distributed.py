@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from ._fileio import atomic_write_json
 from .heads import get_head
 
 BACKENDS = ("torch", "tf", "flax")
@@ -671,6 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-length", type=int, default=None)
     parser.add_argument("--num-labels", type=int, default=None)
     parser.add_argument("--output", default=None, help="rank 0 saves the trained model here")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the weights in a non-empty --output directory"
+    )
     parser.add_argument("--format", default="safetensors", help="weight format of the saved model")
     parser.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp", help="torch: DDP or FSDP2")
     parser.add_argument(
@@ -732,6 +736,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_batch_size(args.batch_size, env)
         examples = read_examples(args.data)
         config = json.loads((Path(args.model) / "config.json").read_text(encoding="utf-8"))
+        output = Path(args.output) if args.output else None
+        if env.is_chief and output is not None and output.exists() and not args.overwrite:
+            if not output.is_dir() or any(output.iterdir()):
+                raise ValueError(
+                    f"--output {output} exists and is not empty (pass --overwrite to replace it)"
+                )
         batches = global_batches(
             examples, args.batch_size, args.steps, int(config.get("pad_token_id", 1)), args.max_length
         )
@@ -753,25 +763,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = train(args.backend, run, env)
     result.seconds = time.perf_counter() - start
     if args.report_dir:
-        from ._fileio import atomic_write_json
-
         Path(args.report_dir).mkdir(parents=True, exist_ok=True)
         atomic_write_json(Path(args.report_dir) / f"rank{env.rank}.json", result.__dict__)
     if env.is_chief:
-        rows = len(run.batches) * len(run.batches[0]["labels"])
-        print(
-            json.dumps(
-                {
-                    "backend": args.backend,
-                    "world_size": env.world_size,
-                    "steps": len(run.batches),
-                    "loss": result.losses[-1],
-                    "samples_per_s": rows / result.seconds,
-                    "saved": result.saved,
-                }
-            ),
-            flush=True,
-        )
+        timed = result.step_seconds[1:] or result.step_seconds  # the first step compiles
+        summary = {
+            "backend": args.backend,
+            "world_size": env.world_size,
+            "steps": len(run.batches),
+            "loss": result.losses[-1],
+            "samples_per_s": args.batch_size * len(timed) / sum(timed),
+            "seconds": result.seconds,
+            "saved": result.saved,
+        }
+        print(json.dumps(summary), flush=True)
     return 0
 
 
