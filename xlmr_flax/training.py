@@ -54,6 +54,7 @@ Out-of-range values are never silent, per path:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -61,10 +62,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.experimental import checkify
+from jax.experimental import checkify, multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from xlmr.config import XLMRobertaConfig
+from xlmr.distributed import ADAM_EPS, ProcessEnv, TrainingResult, TrainingRun, local_batch
 from xlmr.inputs import max_sequence_length
 from xlmr.losses import IGNORE_INDEX, loss_spec, num_classes, problem_type
 from xlmr.protocols import PretrainedModel
@@ -376,4 +378,113 @@ def make_data_parallel_train_step(
         donate,
         in_shardings=(replicated, replicated, data, replicated),
         out_shardings=(replicated, replicated, replicated),
+    )
+
+
+def shard_local_batch(batch: Mapping, mesh: Mesh, axis_name: str = BATCH_AXIS) -> dict:
+    """Global arrays over ``mesh`` from this process's rows of a batch (several processes, one job).
+
+    Every process passes its own contiguous block of the global batch, in process order
+    (:func:`xlmr.distributed.local_batch`); the result is the global batch, sharded along
+    ``axis_name`` so each device holds its part of the local rows. With one process this is
+    :func:`shard_batch`.
+
+    Args:
+        batch: Dict of this process's arrays (inputs, labels).
+        mesh: The device mesh across the processes (:func:`init_distributed`).
+        axis_name: The mesh axis to split over.
+
+    Raises:
+        ValueError: naming the array whose local rows this process's devices cannot split evenly.
+    """
+    local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+    processes = mesh.shape[axis_name] // len(local)
+    sharding = NamedSharding(mesh, PartitionSpec(axis_name))
+    out = {}
+    for key, value in batch.items():
+        if value is None:
+            continue
+        value = np.asarray(value)
+        size = value.shape[0] if value.ndim else None
+        if size is None or size % len(local):
+            raise ValueError(
+                f"batch[{key!r}] has {size} local rows, which this process's {len(local)} devices "
+                "cannot split evenly"
+            )
+        out[key] = jax.make_array_from_process_local_data(
+            sharding, value, (size * processes, *value.shape[1:])
+        )
+    return out
+
+
+# -- across processes: jax.distributed -----------------------------------------------------------
+_TIMEOUT_S = 300  # a process that waits longer than this for the others fails
+
+
+def init_distributed(env: ProcessEnv) -> Mesh:
+    """Join the job ``env`` describes (``jax.distributed.initialize``, gloo CPU collectives); returns
+    a 1-D data-parallel mesh over every device of every process, in process order.
+
+    Must run before JAX computes anything in this process; a second call returns the mesh again.
+    For one process, the mesh of its own devices.
+
+    Args:
+        env: This process's place in the job (:func:`xlmr.distributed.process_env`).
+    """
+    if env.distributed and not jax.distributed.is_initialized():
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            env.coordinator, env.world_size, env.rank, initialization_timeout=_TIMEOUT_S
+        )
+    if (jax.process_index(), jax.process_count()) != (env.rank, env.world_size):
+        raise RuntimeError(
+            f"JAX runs process {jax.process_index()} of {jax.process_count()}, the environment says "
+            f"{env.rank} of {env.world_size}"
+        )
+    return make_mesh(sorted(jax.devices(), key=lambda d: (d.process_index, d.id)))
+
+
+def _optimizer(run: TrainingRun) -> optax.GradientTransformation:
+    if run.optimizer == "adam":
+        return optax.adam(run.learning_rate, eps=ADAM_EPS)
+    return optax.sgd(run.learning_rate)
+
+
+def train_distributed(model_class: type, run: TrainingRun, env: ProcessEnv) -> TrainingResult:
+    """Train ``run`` as process ``env.rank`` of ``env.world_size``; process 0 saves.
+
+    :func:`make_data_parallel_train_step` over :func:`init_distributed`'s global mesh: parameters
+    and optimizer state replicated on every device of every process, the batch sharded -- each
+    process contributes its rows of every global batch (:func:`xlmr.distributed.local_batch`,
+    :func:`shard_local_batch`). The step is one computation over the global batch (XLA inserts
+    the all-reduce of the gradients), so its loss is the global batch's loss. Process 0 writes
+    the trained parameters with ``save_pretrained``.
+
+    Args:
+        model_class: The xlmr_flax class to train (e.g. ``FlaxXLMRobertaForSequenceClassification``).
+        run: The model directory, the global batches, optimizer and output (same on every rank).
+        env: This process's place in the job.
+    """
+    mesh = init_distributed(env)
+    model = model_class.from_pretrained(run.model, seed=run.seed, **run.config_overrides())
+    optimizer = _optimizer(run)
+    step = make_data_parallel_train_step(model, optimizer, mesh)
+    params, opt_state = replicate((model.params, optimizer.init(model.params)), mesh)
+    key = jax.random.PRNGKey(run.seed)
+    losses, times = [], []
+    for i, batch in enumerate(run.batches):
+        start = time.perf_counter()
+        data = shard_local_batch(local_batch(batch, env), mesh)
+        params, opt_state, loss = step(params, opt_state, data, replicate(jax.random.fold_in(key, i), mesh))
+        losses.append(float(loss.addressable_data(0)))
+        times.append(time.perf_counter() - start)
+    saved = None
+    if env.is_chief and run.output is not None:
+        host = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), params)
+        model.save_pretrained(run.output, params=host, format=run.save_format)
+        saved = str(run.output)
+    if env.distributed:
+        multihost_utils.sync_global_devices("xlmr train_distributed done")  # the checkpoint is complete
+    return TrainingResult(
+        losses=losses, saved=saved, rank=env.rank, world_size=env.world_size, step_seconds=times
     )

@@ -35,10 +35,12 @@ out-of-range id are NaN, and so is a loss over an out-of-range label.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 try:  # Keras' mask of a tensor, which its losses and metrics honour (as for masked sequences)
@@ -49,8 +51,11 @@ except ImportError:  # pragma: no cover - older Keras 3 releases: the attribute 
         x._keras_mask = mask
 
 
+from xlmr.distributed import ADAM_EPS, ProcessEnv, TrainingResult, TrainingRun, local_batch
 from xlmr.losses import IGNORE_INDEX, loss_spec
 from xlmr.protocols import PretrainedModel
+
+_TIMEOUT_S = 300  # a process that waits longer than this for the others fails
 
 
 def _num_replicas() -> int:
@@ -65,6 +70,24 @@ def _mask_ignored_targets(y: Any, prediction: Any) -> Any:
     keep = tf.not_equal(y, tf.cast(IGNORE_INDEX, y.dtype))
     _set_keras_mask(prediction, keep)
     return tf.where(keep, y, tf.zeros_like(y))
+
+
+def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether ``strategy`` is a ``MultiWorkerMirroredStrategy`` spanning several worker processes."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        strategy.extended._in_multi_worker_mode()
+    )
+
+
+def _rank1_logs(strategy: tf.distribute.Strategy, logs: Any) -> Any:
+    """Keras 3 reduces a step's logs across workers with ``strategy.reduce("MEAN", v, axis=0)``,
+    which fails on scalars: under several workers each scalar log becomes shape (1,), so the reduction
+    is the mean over all replicas, as Keras takes it over the replicas of one process."""
+    if not _multi_worker(strategy):
+        return logs
+    return tf.nest.map_structure(
+        lambda v: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v, logs
+    )
 
 
 def _replica_parts(strategy: tf.distribute.Strategy, batch: Any) -> list[Any]:
@@ -128,10 +151,10 @@ class TFTrainingMixin:
         return x[names[0]] if len(names) == 1 else tuple(x[n] for n in names)
 
     def train_step(self, data: Any) -> Any:
-        return super().train_step(self._prepare_batch(data))
+        return _rank1_logs(self.distribute_strategy, super().train_step(self._prepare_batch(data)))
 
     def test_step(self, data: Any) -> Any:
-        return super().test_step(self._prepare_batch(data))
+        return _rank1_logs(self.distribute_strategy, super().test_step(self._prepare_batch(data)))
 
     def predict_step(self, data: Any) -> Any:
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -287,3 +310,114 @@ def compiled_forward(model: PretrainedModel, jit_compile: bool = True) -> Callab
         return dict(out) if isinstance(out, Mapping) else out
 
     return forward
+
+
+# -- across processes: tf.distribute ----------------------------------------------------------------
+_STRATEGIES: dict[tuple, tf.distribute.Strategy] = {}
+
+
+def init_distributed(env: ProcessEnv) -> tf.distribute.Strategy:
+    """Join the job ``env`` describes: a ``MultiWorkerMirroredStrategy`` over its TF cluster.
+
+    One CPU replica per worker process, ring all-reduce over gRPC. The cluster comes from ``env``
+    (read from ``TF_CONFIG`` and checked by :func:`xlmr.distributed.process_env`), so TF sees the
+    checked values. For one process, the default strategy. A second call with the same ``env``
+    returns the strategy already made (a process joins one cluster).
+
+    Args:
+        env: This process's place in the job.
+    """
+    if not env.distributed:
+        return tf.distribute.get_strategy()
+    key = (tuple(env.workers), env.task_type, env.rank)
+    if key not in _STRATEGIES:
+        if _STRATEGIES:
+            raise RuntimeError("this process already joined another TF cluster")
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(env.tf_cluster()),
+            task_type=env.task_type,
+            task_id=env.task_index(),
+            rpc_layer="grpc",
+        )
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING,
+            timeout_seconds=_TIMEOUT_S,
+        )
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=resolver, communication_options=options
+        )
+        if strategy.num_replicas_in_sync != env.world_size:
+            raise RuntimeError(
+                f"the strategy has {strategy.num_replicas_in_sync} replicas for {env.world_size} worker "
+                "processes: each worker must see one device (hide accelerators, e.g. CUDA_VISIBLE_DEVICES='')"
+            )
+        _STRATEGIES[key] = strategy
+    return _STRATEGIES[key]
+
+
+def _optimizer(run: TrainingRun) -> keras.optimizers.Optimizer:
+    if run.optimizer == "adam":
+        return keras.optimizers.Adam(run.learning_rate, epsilon=ADAM_EPS)
+    return keras.optimizers.SGD(run.learning_rate)
+
+
+class _StepTimes(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.times.append(time.perf_counter() - self._start)
+
+
+def train_distributed(model_class: type, run: TrainingRun, env: ProcessEnv) -> TrainingResult:
+    """Train ``run`` as process ``env.rank`` of ``env.world_size``; rank 0 (the chief) saves.
+
+    The model is built under :func:`init_distributed`'s strategy and trained with Keras ``fit``
+    (its own loss) on a tf.data pipeline sharded per worker: each worker's dataset holds its rows
+    of every global batch (:func:`xlmr.distributed.local_batch`), one element a step, handed to
+    ``strategy.distribute_datasets_from_function``. Gradients are summed over the replicas of the
+    per-replica losses scaled by 1/replicas: the gradient of the global batch's mean loss. The
+    loss of a step is the mean over replicas: the loss of the global batch. The chief writes the
+    trained model with ``save_pretrained``.
+
+    Args:
+        model_class: The xlmr_tf class to train (e.g. ``TFXLMRobertaForSequenceClassification``).
+        run: The model directory, the global batches, optimizer and output (same on every rank).
+        env: This process's place in the job.
+    """
+    strategy = init_distributed(env)
+    keras.utils.set_random_seed(run.seed)
+    with strategy.scope():
+        model = model_class.from_pretrained(run.model, **run.config_overrides())
+        model.compile(_optimizer(run))
+    parts = [local_batch(batch, env) for batch in run.batches]
+    steps = {key: np.stack([part[key] for part in parts]) for key in parts[0]}
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        if (context.input_pipeline_id, context.num_input_pipelines) != (env.rank, env.world_size):
+            raise RuntimeError(
+                f"TF made this process input pipeline {context.input_pipeline_id} of "
+                f"{context.num_input_pipelines}; the environment says rank {env.rank} of {env.world_size}"
+            )
+        return tf.data.Dataset.from_tensor_slices(steps)  # one element: this worker's rows of a step
+
+    data = strategy.distribute_datasets_from_function(dataset_fn)
+    timer = _StepTimes()
+    history = model.fit(
+        data, epochs=len(parts), steps_per_epoch=1, shuffle=False, verbose=0, callbacks=[timer]
+    )
+    saved = None
+    if env.is_chief and run.output is not None:
+        model.save_pretrained(run.output, format=run.save_format)
+        saved = str(run.output)
+    return TrainingResult(
+        losses=[float(v) for v in history.history["loss"]],
+        saved=saved,
+        rank=env.rank,
+        world_size=env.world_size,
+        step_seconds=timer.times,
+    )
