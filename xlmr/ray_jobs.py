@@ -296,6 +296,23 @@ def _remove_temporaries(shards: Sequence[Shard]) -> None:
                     entry.unlink(missing_ok=True)
 
 
+def _remove_other_outputs(output_dir: Path, shards: Sequence[Shard]) -> None:
+    """overwrite: delete the output files of a previous job (Parquet files with a shard record) not planned now."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    planned = {Path(s.output) for s in shards}
+    for path in output_dir.rglob("*.parquet"):
+        if path in planned:
+            continue
+        try:
+            ours = _SHARD_KEY in (pq.read_metadata(path).metadata or {})
+        except (OSError, pa.ArrowException):
+            ours = False
+        if ours:
+            path.unlink()
+
+
 def _check_manifest(output_dir: Path, settings: dict[str, Any], overwrite: bool) -> None:
     from ._fileio import atomic_write_json
 
@@ -590,6 +607,8 @@ def _run(
     settings = {k: v for k, v in job.items() if k not in ("overwrite", "backend")}
     _check_manifest(output_dir, settings, overwrite)
     _remove_temporaries(shards)
+    if overwrite:
+        _remove_other_outputs(output_dir, shards)
     pending = shards if overwrite else [s for s in shards if not is_complete(s)]
     result = JobResult(output_dir, [Path(s.output) for s in shards], files_skipped=len(shards) - len(pending))
     if pending:
