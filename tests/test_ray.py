@@ -54,27 +54,30 @@ def cluster():
             "env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         },
     )
-    started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
-        _, alive = psutil.wait_procs(started + _workers(), timeout=20)
+        ours = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+        _, alive = psutil.wait_procs(ours, timeout=20)
         for proc in alive:
             proc.kill()
         assert not alive, f"Ray processes outlived ray.shutdown(): {[p.pid for p in alive]}"
 
 
 def _workers(name: str = "_EmbedWorker") -> list:
-    """Live Ray actor processes of ``name`` (Ray titles them ``ray::MapWorker(MapBatches(<name>))...``)."""
+    """This cluster's live actor processes of ``name`` (Ray titles them ``ray::MapWorker(MapBatches(<name>))``).
+
+    The cluster's processes descend from this one (ray.init started its raylet), the actors of a
+    driver in another process included."""
     import psutil
 
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.Process().children(recursive=True):
         try:
-            if any(f"MapBatches({name})" in part for part in proc.info["cmdline"] or ()):
+            if any(f"MapBatches({name})" in part for part in proc.cmdline()):
                 found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
 
@@ -328,7 +331,10 @@ def test_run_task_equals_the_single_process_pipeline(cluster, models, tmp_path):
     assert (result.files_written, result.rows_written) == (6, 20)
     _assert_classifications(_read(out, "result"), expected, models["classifier"], "flax")
     manifest = json.loads((out / ray_jobs.MANIFEST).read_text())
-    assert manifest["task"] == "text-classification" and manifest["call_options"] == {"top_k": None, "truncation": True}
+    assert manifest["task"] == "text-classification" and manifest["call_options"] == {
+        "top_k": None,
+        "truncation": True,
+    }
     assert manifest["pipeline_options"] == {"batch_size": 3}
 
 
@@ -378,6 +384,10 @@ def test_an_error_in_a_worker_names_the_file_and_line(cluster, models, tmp_path)
             JOB_TIMEOUT, ray_jobs.embed, tmp_path / "data", tmp_path / "out", model=models["st"], num_actors=1
         )
     assert not list((tmp_path / "out").glob("*.parquet"))
+    import psutil
+
+    _, alive = psutil.wait_procs(_workers(), timeout=30)  # the failed job's actors are gone
+    assert not alive, [p.pid for p in alive]
     (tmp_path / "data" / "c.jsonl").write_text(good + '\n{"text": 42}\n', encoding="utf-8")
     with pytest.raises(
         ray_jobs.JobError, match=r"c\.jsonl: row 12: text column 'text' holds int, not a string"

@@ -604,6 +604,7 @@ def _run(
         raise JobError(
             f"cpus_per_actor must be > 0 and gpus_per_actor >= 0, got {cpus_per_actor}, {gpus_per_actor}"
         )
+    ray = import_ray()  # before anything is written
     settings = {k: v for k, v in job.items() if k not in ("overwrite", "backend")}
     _check_manifest(output_dir, settings, overwrite)
     _remove_temporaries(shards)
@@ -612,39 +613,61 @@ def _run(
     pending = shards if overwrite else [s for s in shards if not is_complete(s)]
     result = JobResult(output_dir, [Path(s.output) for s in shards], files_skipped=len(shards) - len(pending))
     if pending:
-        ray = import_ray()
-        init = not ray.is_initialized()
-        if init:
-            ray.init(address=address, log_to_driver=progress)
-        try:
-            context = ray.data.DataContext.get_current()
-            context.enable_progress_bars = progress
-            if num_actors is None:
-                cpus = ray.cluster_resources().get("CPU", 1)
-                num_actors = max(1, int(cpus // cpus_per_actor))
-            size = min(num_actors, len(pending))
-            items = [{"shard": json.dumps(dataclasses.asdict(s))} for s in pending]
-            dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-                worker,
-                fn_constructor_kwargs={"job": job},
-                batch_size=1,
-                compute=ray.data.ActorPoolStrategy(size=size),
-                num_cpus=cpus_per_actor,
-                num_gpus=gpus_per_actor or None,
-            )
-            rows = []
-            for row in dataset.iter_rows():  # streaming: stops the job at the first error
-                if row["error_type"]:
-                    _raise_error(str(row["error_type"]), str(row["error"]))
-                rows.append(row)
-        finally:
-            if init:
-                ray.shutdown()
+        rows = _execute(
+            ray, worker, job, pending, num_actors, cpus_per_actor, gpus_per_actor, address, progress
+        )
         result.files_written = sum(bool(r["written"]) for r in rows)
         result.files_skipped += len(rows) - result.files_written
         result.rows_written = sum(int(r["rows"]) for r in rows)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _execute(
+    ray, worker, job, pending, num_actors, cpus_per_actor, gpus_per_actor, address, progress
+) -> list:
+    """The Ray Data job over ``pending`` shards: one row per shard (output, rows, written, error)."""
+    import logging
+
+    init = not ray.is_initialized()
+    if init:
+        ray.init(address=address, log_to_driver=progress)
+    context = ray.data.DataContext.get_current()
+    data_logger = logging.getLogger("ray.data")
+    saved = context.enable_progress_bars, data_logger.level
+    context.enable_progress_bars = progress
+    if not progress:
+        data_logger.setLevel(logging.WARNING)  # no "Starting execution of Dataset..." lines
+    rows: list = []
+    try:
+        if num_actors is None:
+            cpus = ray.cluster_resources().get("CPU", 1)
+            num_actors = max(1, int(cpus // cpus_per_actor))
+        items = [{"shard": json.dumps(dataclasses.asdict(s))} for s in pending]
+        dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            worker,
+            fn_constructor_kwargs={"job": job},
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=min(num_actors, len(pending))),
+            num_cpus=cpus_per_actor,
+            num_gpus=gpus_per_actor or None,
+        )
+        iterator = iter(dataset.iter_rows())
+        try:
+            for row in iterator:  # streaming: stops the job at the first error
+                if row["error_type"]:
+                    _raise_error(str(row["error_type"]), str(row["error"]))
+                rows.append(row)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()  # shuts the executor and its actors down now, not when collected
+    finally:
+        context.enable_progress_bars, level = saved
+        data_logger.setLevel(level)
+        if init:
+            ray.shutdown()
+    return rows
 
 
 def embed(
