@@ -93,9 +93,12 @@ def models(tmp_path_factory):
     tokenizer = train_tokenizer(root / "tok")
     config = tiny_config(vocab_size=len(tokenizer), id2label=LABELS, num_labels=3)
     hf_torch_model("sequence_classification", config, seed=5).save_pretrained(root / "classifier")
+    qa_config = tiny_config(vocab_size=len(tokenizer), num_labels=2, max_position_embeddings=130)
+    hf_torch_model("question_answering", qa_config, seed=6).save_pretrained(root / "qa")
     for f in (root / "tok").iterdir():
         shutil.copy(f, root / "classifier" / f.name)
-    return {"st": root / "st", "classifier": root / "classifier"}
+        shutil.copy(f, root / "qa" / f.name)
+    return {"st": root / "st", "classifier": root / "classifier", "qa": root / "qa"}
 
 
 def _corpus(directory: Path, n_parquet: int = 36, n_jsonl: int = 24) -> dict:
@@ -336,6 +339,27 @@ def test_run_task_equals_the_single_process_pipeline(cluster, models, tmp_path):
         "truncation": True,
     }
     assert manifest["pipeline_options"] == {"batch_size": 3}
+
+
+def test_question_answering_reads_each_rows_question(cluster, models, tmp_path):
+    contexts = [t for t in TEXTS if len(t) > 12][:5]
+    questions = ["Who jumps?", "Où est le chien ?", "Was springt?", "¿Quién salta?", "what is it?"]
+    (tmp_path / "data").mkdir()
+    rows = [{"id": f"q{i}", "context": c, "question": q} for i, (c, q) in enumerate(zip(contexts, questions))]
+    (tmp_path / "data" / "qa.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    result = _within(JOB_TIMEOUT, ray_jobs.run_task, "question-answering", tmp_path / "data", tmp_path / "out",
+                     model=models["qa"], text_column="context", question_column="question", rows_per_file=2,
+                     num_actors=1, top_k=2)  # fmt: skip
+    assert (result.files_written, result.rows_written) == (3, 5)
+    got = _read(tmp_path / "out", "result")
+    qa = xlmr.pipeline("question-answering", str(models["qa"]))
+    for row in rows:
+        expected = qa(question=row["question"], context=row["context"], top_k=2)
+        answers = json.loads(got[row["id"]])
+        assert [(a["answer"], a["start"], a["end"]) for a in answers] == [
+            (e["answer"], e["start"], e["end"]) for e in expected
+        ]
+        np.testing.assert_allclose([a["score"] for a in answers], [e["score"] for e in expected], atol=ATOL)
 
 
 def test_xlmr_run_ray_and_xlmr_embed_ray(cluster, models, tmp_path, capsys):
