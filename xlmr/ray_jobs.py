@@ -29,7 +29,8 @@ its shard (source file, row range) in its Parquet metadata; a rerun of the same 
 output file whose footer says it is complete, removes the temporaries of killed writers and
 runs the rest, so a job killed at any point completes on rerun with every input row written
 exactly once. The job's settings are kept in ``<output_dir>/_xlmr_job.json``; a rerun with
-other settings is refused unless ``overwrite=True``, which rewrites every output file.
+other settings is refused unless ``overwrite=True``, which rewrites every output file (and removes
+the previous job's other output files).
 
 Ray is imported when a job starts, never on ``import xlmr``; ``pip install "xlmr[ray]"``.
 """
@@ -347,7 +348,7 @@ class _ShardWorker:
         self.question_column = job.get("question_column")
         self.overwrite = job["overwrite"]
         # Ray Data keeps a worker's exception as text only; errors travel back as data instead,
-        # and the driver raises the first one with its type and message (see _raise_first_error).
+        # and the driver raises the first one with its type and message (see _execute).
         self.error: tuple[str, str] | None = None
         try:
             self.load()
@@ -604,6 +605,8 @@ def _run(
         raise JobError(
             f"cpus_per_actor must be > 0 and gpus_per_actor >= 0, got {cpus_per_actor}, {gpus_per_actor}"
         )
+    if (job["id_column"] or "id") in ("embedding", "result"):
+        raise JobError(f"id_column {job['id_column']!r} is the name of a result column; rename it")
     ray = import_ray()  # before anything is written
     settings = {k: v for k, v in job.items() if k not in ("overwrite", "backend")}
     _check_manifest(output_dir, settings, overwrite)
