@@ -898,17 +898,21 @@ def add_arguments(parser: argparse.ArgumentParser, *, output: bool = False, ques
         group.add_argument("-o", "--output", metavar="DIR", help="--ray: the output directory")
     group.add_argument("--ray-address", metavar="ADDRESS",
                        help="Ray cluster (ray start --head prints it; default: a running local one, else a new one)")  # fmt: skip
-    group.add_argument("--text-column", help="column of texts (default text)")
-    group.add_argument("--id-column", help="column of ids (default: id where present, else FILE:ROW)")
-    if question:
-        group.add_argument("--question-column", help="question-answering: column of questions")
+    group.add_argument("--text-column", metavar="NAME", help="column of texts (default text)")
     group.add_argument(
-        "--num-actors", type=int, help="model actors (default: cluster CPUs / --cpus-per-actor)"
+        "--id-column", metavar="NAME", help="column of ids (default: id where present, else FILE:ROW)"
     )
-    group.add_argument("--rows-per-file", type=int,
+    if question:
+        group.add_argument(
+            "--question-column", metavar="NAME", help="question-answering: column of questions"
+        )
+    group.add_argument(
+        "--num-actors", type=int, metavar="N", help="model actors (default: cluster CPUs / --cpus-per-actor)"
+    )
+    group.add_argument("--rows-per-file", type=int, metavar="N",
                        help=f"rows per output file (and per actor call; default {DEFAULT_ROWS_PER_FILE:,})")  # fmt: skip
-    group.add_argument("--cpus-per-actor", type=float, help="CPUs per actor (default 1)")
-    group.add_argument("--gpus-per-actor", type=float, help="GPUs per actor (default 0)")
+    group.add_argument("--cpus-per-actor", type=float, metavar="N", help="CPUs per actor (default 1)")
+    group.add_argument("--gpus-per-actor", type=float, metavar="N", help="GPUs per actor (default 0)")
     group.add_argument(
         "--overwrite", action="store_true", help="redo every output file, whatever a previous run did"
     )
@@ -926,7 +930,7 @@ def job_arguments(args: argparse.Namespace) -> dict[str, Any]:
         "text_column": args.text_column or "text",
         "id_column": args.id_column,
         "num_actors": args.num_actors,
-        "rows_per_file": args.rows_per_file or DEFAULT_ROWS_PER_FILE,
+        "rows_per_file": DEFAULT_ROWS_PER_FILE if args.rows_per_file is None else args.rows_per_file,
         "cpus_per_actor": 1 if args.cpus_per_actor is None else args.cpus_per_actor,
         "gpus_per_actor": 0 if args.gpus_per_actor is None else args.gpus_per_actor,
         "overwrite": args.overwrite,
