@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+import pytest
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".h5", ".msgpack", ".model")
 
@@ -60,3 +63,40 @@ def directory_files(directory: Path, prefix: str = "") -> dict[str, bytes]:
         for path in sorted(Path(directory).rglob("*"))
         if path.is_file()
     }
+
+
+def add_no_exist(cache: Path, repo_id: str, commit: str, names: Iterable[str]) -> None:
+    """Record in the cache that commit ``commit`` lacks ``names`` (what huggingface_hub writes on a 404:
+    empty files ``.no_exist/<commit>/<path>``)."""
+    for name in names:
+        marker = repo_folder(cache, repo_id) / ".no_exist" / commit / name
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+
+
+def go_offline(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    """``HF_HUB_CACHE`` = ``cache``, ``HF_HUB_OFFLINE=1``, no ``HF_HOME``, and no socket may connect."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_HOME", raising=False)
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"a test tried to connect to the network: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def record_fetches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The repo file names asked of ``hf_hub_download`` and found, in order (subfolder joined)."""
+    import huggingface_hub
+
+    names: list[str] = []
+    real = huggingface_hub.hf_hub_download
+
+    def recording(repo_id, filename, **kwargs):
+        path = real(repo_id, filename, **kwargs)
+        names.append("/".join(p for p in (kwargs.get("subfolder"), filename) if p))
+        return path
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", recording)
+    return names

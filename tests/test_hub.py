@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -132,29 +131,13 @@ def hub(tmp_path_factory) -> Hub:
 @pytest.fixture(autouse=True)
 def offline(hub, monkeypatch):
     """HF_HUB_CACHE = the fixture's cache, HF_HUB_OFFLINE=1, and no socket may connect."""
-    monkeypatch.setenv("HF_HUB_CACHE", str(hub.cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("HF_HOME", raising=False)
-
-    def refuse(self, *args, **kwargs):
-        raise AssertionError(f"a test tried to connect to the network: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+    hub_cache.go_offline(monkeypatch, hub.cache)
 
 
 @pytest.fixture
 def fetched(monkeypatch) -> list[str]:
     """The repo file names asked of ``hf_hub_download`` and found, in order (subfolder joined)."""
-    names: list[str] = []
-    real = huggingface_hub.hf_hub_download
-
-    def recording(repo_id, filename, **kwargs):
-        path = real(repo_id, filename, **kwargs)
-        names.append("/".join(p for p in (kwargs.get("subfolder"), filename) if p))
-        return path
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", recording)
-    return names
+    return hub_cache.record_fetches(monkeypatch)
 
 
 def _backbone_equal(model, expected: dict[str, np.ndarray], head: str) -> None:

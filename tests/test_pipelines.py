@@ -577,13 +577,21 @@ def test_pipeline_from_a_directory(world, checkpoints, backend):
     assert np.array(features("cat")).shape[-1] == 32
 
 
-def test_readme_task_examples_run(checkpoints):
+def test_readme_task_examples_run(world, checkpoints, tmp_path):
     """The README's Tasks examples run as written (on the tiny checkpoints)."""
+    import xlmr_torch
+    from xlmr._sentence import plain_layout
+
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme.split("### Tasks: `xlmr.pipeline`", 1)[1].split("\n### ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) == 5, "one example per task"
+    assert len(blocks) == 6, "one example per task"
+    # A sentence-transformers directory with e5's prompts (mean pooling over the tiny base model).
+    encoder = xlmr_torch.SentenceEncoder(world.ours("torch", "base"), world.tokenizer, plain_layout(32))
+    encoder.prompts = {"query": "query: ", "passage": "passage: "}
+    encoder.save_pretrained(tmp_path / "e5")
     paths = {
+        "path/to/multilingual-e5-base": tmp_path / "e5",
         "path/to/xlm-roberta-base": checkpoints["masked_lm"],
         "path/to/classifier": checkpoints["sequence_classification"],
         "path/to/ner-model": checkpoints["token_classification"],
@@ -600,7 +608,8 @@ def test_readme_task_examples_run(checkpoints):
 def test_unknown_task_names_the_available_ones(world):
     with pytest.raises(KeyError) as err:
         xlmr.pipeline("summarization", world.ours("torch", "masked_lm"), tokenizer=world.tokenizer)
-    for name in ("fill-mask", "text-classification", "token-classification", "question-answering", "ner"):
+    for name in ("fill-mask", "text-classification", "token-classification", "question-answering", "ner",
+                 "sentence-embedding"):  # fmt: skip
         assert name in str(err.value)
 
 

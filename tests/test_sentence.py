@@ -293,3 +293,82 @@ def test_packed_route_equals_padded_route(backend, st_dirs):
     _close(packed.encode(texts, batch_size=2), padded.encode(texts, batch_size=2))
     stats = packed.last_stats
     assert stats.tokens == padded.last_stats.tokens and stats.slots < 1.1 * stats.tokens, stats
+
+
+def _tree(directory) -> dict[str, bytes]:
+    return {
+        p.relative_to(directory).as_posix(): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_save_pretrained_replaces_the_directory_as_a_whole(backend, st_dirs, backbone, tmp_path, caplog):
+    """Saving over an earlier sentence-transformers directory: as the models' save_pretrained, the
+    directory is replaced whole; its stale weights, tokenizer files, module folders and JSON go, other
+    entries (a README, logs) stay."""
+    import logging
+
+    out = tmp_path / "out"
+    _encoder(backend, st_dirs(SPECS[7])).save_pretrained(out)  # Pooling, Dense, Normalize; safetensors
+    assert (out / "2_Dense" / "model.safetensors").is_file()
+    (out / "README.md").write_text("my notes\n")
+    (out / "logs").mkdir()
+    (out / "logs" / "train.txt").write_text("epoch 1\n")
+    plain = _encoder(backend, backbone)  # mean pooling only
+    with caplog.at_level(logging.WARNING, logger="xlmr"):
+        plain.save_pretrained(out, format="pytorch")  # a format sentence-transformers reads, not safetensors
+    weight = "pytorch_model.bin"
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["1_Pooling", "README.md", "config.json", "config_sentence_transformers.json", "logs",
+                            "modules.json", "sentence_bert_config.json", "sentencepiece.bpe.model",
+                            "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", weight])  # fmt: skip
+    assert (out / "README.md").read_text() == "my notes\n" and (
+        out / "logs" / "train.txt"
+    ).read_text() == "epoch 1\n"
+    assert "removing model.safetensors" in caplog.text  # the stale weights are named
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary directory left
+    texts = [
+        t[:20] for t in TEXTS
+    ]  # within the backbone's positions (sentence-transformers does not truncate)
+    _close(st_encode(out, texts), plain.encode(texts))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("failure", ["OSError in the layout files", "Ctrl-C after the weights"])
+def test_a_failure_mid_save_leaves_the_previous_directory_intact(
+    backend, failure, st_dirs, monkeypatch, tmp_path
+):
+    import xlmr._sentence as S
+
+    out = tmp_path / "out"
+    encoder = _encoder(backend, st_dirs(SPECS[7]))
+    encoder.save_pretrained(out)
+    before = _tree(out)
+    other = _encoder(backend, st_dirs(SPECS[10]))
+    if failure.startswith("OSError"):
+        real = S.write_layout
+
+        def failing(directory, layout, **kwargs):
+            real(directory, layout, **kwargs)  # everything written but the rename into place
+            raise OSError(28, "No space left on device", str(directory / "modules.json"))
+
+        monkeypatch.setattr(S, "write_layout", failing)
+        with pytest.raises(OSError) as err:
+            other.save_pretrained(out)
+        assert err.value.filename == str(out / "modules.json")  # named where it was going
+    else:
+        real_save = type(other)._save_model
+
+        def interrupted(self, directory, format):
+            real_save(self, directory, format)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(type(other), "_save_model", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            other.save_pretrained(out, format="pytorch")
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    monkeypatch.undo()
+    _close(encoder_class(backend).from_pretrained(out).encode(TEXTS), encoder.encode(TEXTS))

@@ -12,6 +12,8 @@ import pytest
 
 from tests.sentence_reference import sentence_transformers, train_tokenizer
 from xlmr import _sentence as S
+from xlmr import _sentence_layout as SL
+from xlmr import _sentence_modules as SM
 from xlmr._fileio import UnsafePathError
 
 RNG = np.random.default_rng(0)
@@ -19,10 +21,10 @@ RNG = np.random.default_rng(0)
 
 def _ragged(lengths, hidden=6, seed=0):
     rng = np.random.default_rng(seed)
-    return S.Ragged(rng.normal(size=(sum(lengths), hidden)).astype(np.float32), np.array(lengths))
+    return SM.Ragged(rng.normal(size=(sum(lengths), hidden)).astype(np.float32), np.array(lengths))
 
 
-def _padded(tokens: S.Ragged):
+def _padded(tokens: SM.Ragged):
     n, longest = len(tokens.lengths), int(tokens.lengths.max())
     x = np.zeros((n, longest, tokens.values.shape[1]), np.float32)
     mask = np.zeros((n, longest), np.int64)
@@ -83,7 +85,7 @@ def test_pooling_config_formats():
 
 # -- Dense, normalization, quantization, similarity ------------------------------------------------
 @pytest.mark.hf
-@pytest.mark.parametrize("activation", sorted(S.ACTIVATIONS))
+@pytest.mark.parametrize("activation", sorted(SM.ACTIVATIONS))
 def test_dense_matches_torch(activation):
     sentence_transformers()
     import torch
@@ -127,16 +129,16 @@ def test_dense_directory(tmp_path, weights):
     x = RNG.normal(size=(2, 4)).astype(np.float32)
     for config, activation in (({}, np.tanh), ({"activation_function": None}, lambda y: y)):
         (tmp_path / "config.json").write_text(json.dumps({"in_features": 4, "out_features": 3, **config}))
-        dense = S._read_dense(tmp_path)
+        dense = SL._read_dense(tmp_path)
         np.testing.assert_allclose(dense(x), activation(x @ w.T + b), rtol=1e-6, atol=1e-6)
     (tmp_path / "config.json").write_text(json.dumps({"in_features": 5, "out_features": 3}))
     with pytest.raises(ValueError, match="linear.weight has shape"):
-        S._read_dense(tmp_path)
+        SL._read_dense(tmp_path)
     (tmp_path / "config.json").write_text(
         json.dumps({"in_features": 4, "module_input_name": "token_embeddings"})
     )
     with pytest.raises(S.UnsupportedModuleError, match="token_embeddings"):
-        S._read_dense(tmp_path)
+        SL._read_dense(tmp_path)
 
 
 @pytest.mark.hf
@@ -170,7 +172,7 @@ def test_similarity_functions_match_sentence_transformers():
         pair = SimilarityFunction.to_similarity_pairwise_fn(name)(a, b[:4]).numpy()
         np.testing.assert_allclose(S.similarity_pairwise(a, b[:4], name), pair, rtol=1e-5, atol=1e-5)
     assert S.similarity(a[0], b, "dot").shape == (1, 30)
-    assert S.similarity_fn_name_of("dot_product") == "dot" and S.similarity_fn_name_of(None) == "cosine"
+    assert SM.similarity_fn_name_of("dot_product") == "dot" and SM.similarity_fn_name_of(None) == "cosine"
     with pytest.raises(ValueError, match="'jaccard'"):
         S.similarity(a, b, "jaccard")
     np.testing.assert_allclose(np.linalg.norm(S.normalize(a), axis=1), 1.0, rtol=1e-6)

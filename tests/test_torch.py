@@ -303,7 +303,7 @@ def test_import_does_not_load_tensorflow_or_jax():
         "assert sorted(xlmr_torch.__all__) == sorted(['XLMRobertaConfig', 'XLMRobertaPreTrainedModel', "
         "'XLMRobertaModel', 'XLMRobertaForCausalLM', 'XLMRobertaForMaskedLM', "
         "'XLMRobertaForSequenceClassification', 'XLMRobertaForMultipleChoice', "
-        "'XLMRobertaForTokenClassification', 'XLMRobertaForQuestionAnswering'])\n"
+        "'XLMRobertaForTokenClassification', 'XLMRobertaForQuestionAnswering', 'SentenceEncoder'])\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]

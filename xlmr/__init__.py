@@ -4,13 +4,12 @@ Holds the config, the tokenizers, the canonical weight names and the head table.
 numpy, sentencepiece and tokenizers only -- never a deep-learning framework.
 """
 
+from ._version import __version__ as __version__
 from .config import XLMRobertaConfig as XLMRobertaConfig
 from .heads import HEAD_NAMES as HEAD_NAMES
 from .heads import HEADS as HEADS
 from .heads import Head as Head
 from .heads import get_head as get_head
-
-__version__ = "0.1.0"
 
 __all__ = [
     "HEADS",

@@ -1,7 +1,7 @@
 """Checkpoints by Hugging Face Hub name: one place that turns ``org/name`` into local files.
 
-Every ``from_pretrained`` (the models of the three backends, both tokenizers, the config) and
-``xlmr-convert SRC`` accept what HF accepts: a local directory, or a Hub repo id (``org/name``,
+Every ``from_pretrained`` (the models of the three backends, both tokenizers, the config, the
+sentence encoders: ``xlmr._sentence.resolve_encoder``), the pipelines and ``xlmr-convert SRC`` accept what HF accepts: a local directory, or a Hub repo id (``org/name``,
 ``org/name@revision``) with HF's keyword arguments :data:`HUB_KWARGS` (``revision``,
 ``cache_dir``, ``local_files_only``, ``token``, ``subfolder``, ``force_download``). Names are
 resolved through ``huggingface_hub`` (imported only when a name is not a local path), into its
@@ -256,6 +256,23 @@ class _Repo:
             self.directory = path.parent
         return path
 
+    def not_found(self, what: str) -> FileNotFoundError:
+        """The error for a needed ``what`` that no fetch found: offline or unreachable (the cache lacks
+        it), else the repo has none."""
+        if self.offline or self.unreachable:
+            return self._missing(what, self.unreachable)
+        return FileNotFoundError(f"{self.where()} has no {what}")
+
+    def known_absent(self, filename: str) -> bool:
+        """Whether the cache records that the repo has no ``filename`` at this revision (a 404 seen online)."""
+        import huggingface_hub
+
+        name = "/".join(p for p in (self.subfolder, filename) if p)
+        found = huggingface_hub.try_to_load_from_cache(
+            self.repo_id, name, cache_dir=self.cache_dir, revision=self.revision
+        )
+        return found is not None and not isinstance(found, str)
+
     def resolved(self, path: Path | None = None) -> Resolved:
         directory = self.directory
         if directory is None:  # nothing fetched: cannot happen for a required file
@@ -304,19 +321,26 @@ def _shard_names(index: Path) -> list[str]:
     return sorted(dict.fromkeys(names))
 
 
-def _fetch_weights(repo: _Repo, native: str | None) -> Path:
+def open_repo(name: str, **hub: Any) -> _Repo:
+    """One Hub repo at one revision (``name``: ``org/name[@revision]``), to fetch files from one by one."""
+    return _Repo(name, hub)
+
+
+def fetch_weights(repo: _Repo, native: str | None, prefix: str = "") -> Path:
+    """ONE weight format of the checkpoint in folder ``prefix`` (``""``: the root; else ending in ``/``) of
+    ``repo``: safetensors, then ``native``, then any other; for a shard index, the index and its shards."""
     order = _weight_order(native)
     for fmt in order:
         single, index = WEIGHT_FILES[fmt]
-        path = repo.fetch(single, required=False)
+        path = repo.fetch(prefix + single, required=False)
         if path is not None:
             return path
-        path = repo.fetch(index, required=False)
+        path = repo.fetch(prefix + index, required=False)
         if path is not None:
             for shard in _shard_names(path):
-                repo.fetch(shard, required=True)
+                repo.fetch(prefix + shard, required=True)
             return path
-    names = ", ".join(name for fmt in order for name in WEIGHT_FILES[fmt])
+    names = ", ".join(prefix + name for fmt in order for name in WEIGHT_FILES[fmt])
     if repo.offline or repo.unreachable:
         raise repo._missing(f"a weight file (looked for {names})", repo.unreachable)
     raise FileNotFoundError(f"{repo.where()} holds no weight file (looked for {names})")
@@ -345,7 +369,7 @@ def resolve_model(
         return _local(name_or_path, hub.get("subfolder"))
     repo = _Repo(name_or_path, hub)
     repo.fetch(CONFIG_NAME, required=True)
-    weights = _fetch_weights(repo, native)
+    weights = fetch_weights(repo, native)
     if tokenizer:
         for name in TOKENIZER_FILES:
             repo.fetch(name, required=False)
@@ -372,10 +396,7 @@ def resolve_files(
         repo.fetch(name, required=False)
     needed = tuple(need_one_of)
     if needed and not set(needed) & set(repo.fetched):
-        what = " or ".join(needed)
-        if repo.offline or repo.unreachable:
-            raise repo._missing(what, repo.unreachable)
-        raise FileNotFoundError(f"{repo.where()} has no {what}")
+        raise repo.not_found(" or ".join(needed))
     return repo.resolved()
 
 

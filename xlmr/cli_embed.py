@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "-o", "--output", required=True, help="the .npy file to write (n, dim); with --ray a directory"
     )
     parser.add_argument("--model", required=True,
-                        help="sentence-transformers directory, or a plain HF XLM-R directory (mean pooling)")  # fmt: skip
+                        help="sentence-transformers directory, or a plain HF XLM-R directory (mean pooling); or "
+                        "a Hugging Face Hub repo id of either (org/name, org/name@revision)")  # fmt: skip
     parser.add_argument("--backend", choices=BACKENDS,
                         help="framework to run on (default: the first installed of torch, flax, tf)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32,
@@ -140,7 +141,9 @@ def run(args: argparse.Namespace) -> int:
         ray_jobs.job_arguments(args)  # a --ray-only flag without --ray
         if args.batch_size <= 0:
             raise EmbedError(f"--batch-size must be positive, got {args.batch_size}")
-        if not Path(args.model).is_dir():
+        from ._hub import is_hub_name
+
+        if not Path(args.model).is_dir() and not is_hub_name(args.model):
             raise EmbedError(f"no such model directory: {args.model}")
         texts = read_texts(args.input)
         backend = args.backend or default_backend()

@@ -45,7 +45,8 @@ class FlaxSentenceEncoder(SentenceEncoderBase):
 
     @classmethod
     def from_pretrained(cls, path, *, packed: bool | None = None, **model_kwargs: Any) -> FlaxSentenceEncoder:
-        """A sentence-transformers or plain HF directory (see ``SentenceEncoderBase.from_pretrained``).
+        """A sentence-transformers or plain HF directory, or a Hub repo id of either (see
+        ``SentenceEncoderBase.from_pretrained``: HF's Hub arguments, only the files read are fetched).
 
         The forward runs under ``jax.jit``; ``model_kwargs`` (``dtype``...) go to
         ``FlaxXLMRobertaModel.from_pretrained``.

@@ -47,7 +47,8 @@ class TFSentenceEncoder(SentenceEncoderBase):
     def from_pretrained(
         cls, path, *, packed: bool | None = None, jit_compile: bool = True, **model_kwargs: Any
     ) -> TFSentenceEncoder:
-        """A sentence-transformers or plain HF directory (see ``SentenceEncoderBase.from_pretrained``).
+        """A sentence-transformers or plain HF directory, or a Hub repo id of either (see
+        ``SentenceEncoderBase.from_pretrained``: HF's Hub arguments, only the files read are fetched).
 
         The forward runs under ``tf.function(jit_compile=True)`` (``jit_compile=False``: eagerly);
         ``model_kwargs`` go to ``TFXLMRobertaModel.from_pretrained``.

@@ -44,7 +44,8 @@ class SentenceEncoder(SentenceEncoderBase):
 
     @classmethod
     def from_pretrained(cls, path, *, packed: bool | None = None, **model_kwargs: Any) -> SentenceEncoder:
-        """A sentence-transformers or plain HF directory (see ``SentenceEncoderBase.from_pretrained``).
+        """A sentence-transformers or plain HF directory, or a Hub repo id of either (see
+        ``SentenceEncoderBase.from_pretrained``: HF's Hub arguments, only the files read are fetched).
 
         The forward runs eagerly under ``torch.inference_mode``; ``model_kwargs`` (``torch_dtype``...)
         go to ``XLMRobertaModel.from_pretrained``.

@@ -1,4 +1,5 @@
-"""Task pipelines over xlmr models of any backend: fill-mask, text and token classification, QA, features.
+"""Task pipelines over xlmr models of any backend: fill-mask, text and token classification, QA, features,
+sentence embeddings.
 
 ``xlmr.pipeline(task, model, backend=..., **options)`` gives a callable with HF transformers
 4.57's arguments, defaults and outputs. Pre- and post-processing live here (numpy); each
@@ -13,6 +14,7 @@ from ._factory import pipeline as pipeline
 from ._feature_extraction import FeatureExtractionPipeline as FeatureExtractionPipeline
 from ._fill_mask import FillMaskPipeline as FillMaskPipeline
 from ._question_answering import QuestionAnsweringPipeline as QuestionAnsweringPipeline
+from ._sentence_embedding import SentenceEmbeddingPipeline as SentenceEmbeddingPipeline
 from ._text_classification import TextClassificationPipeline as TextClassificationPipeline
 from ._token_classification import TokenClassificationPipeline as TokenClassificationPipeline
 
@@ -23,6 +25,7 @@ __all__ = [
     "FillMaskPipeline",
     "Pipeline",
     "QuestionAnsweringPipeline",
+    "SentenceEmbeddingPipeline",
     "TextClassificationPipeline",
     "TokenClassificationPipeline",
     "pipeline",

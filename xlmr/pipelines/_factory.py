@@ -21,6 +21,7 @@ from ._model import (
     resolve_source,
 )
 from ._question_answering import QuestionAnsweringPipeline
+from ._sentence_embedding import SentenceEmbeddingPipeline
 from ._text_classification import TextClassificationPipeline
 from ._token_classification import TokenClassificationPipeline
 
@@ -28,6 +29,7 @@ SUPPORTED_TASKS: dict[str, type[Pipeline]] = {
     "feature-extraction": FeatureExtractionPipeline,
     "fill-mask": FillMaskPipeline,
     "question-answering": QuestionAnsweringPipeline,
+    "sentence-embedding": SentenceEmbeddingPipeline,
     "text-classification": TextClassificationPipeline,
     "token-classification": TokenClassificationPipeline,
 }
@@ -39,6 +41,7 @@ _LOAD_HEAD = {
     "feature-extraction": "base",
     "fill-mask": "masked_lm",
     "question-answering": "question_answering",
+    "sentence-embedding": "base",
     "text-classification": "sequence_classification",
     "token-classification": "token_classification",
 }
@@ -65,11 +68,13 @@ def pipeline(
 
     Args:
         task: ``"fill-mask"``, ``"text-classification"`` (``"sentiment-analysis"``),
-            ``"token-classification"`` (``"ner"``), ``"question-answering"`` or
-            ``"feature-extraction"``.
+            ``"token-classification"`` (``"ner"``), ``"question-answering"``,
+            ``"feature-extraction"`` or ``"sentence-embedding"``.
         model: An HF-layout checkpoint directory (any of the four weight files), a Hugging Face Hub
             repo id (``org/name``, ``org/name@revision``: config, tokenizer files and one weight
             format are fetched, see :mod:`xlmr._hub`), or an already built xlmr model of any backend.
+            For ``sentence-embedding``: a sentence-transformers directory or repo id too, or a sentence
+            encoder of any backend (see :class:`SentenceEmbeddingPipeline`).
         backend: ``"torch"`` (the default for a directory), ``"tf"`` or ``"flax"``; for a model
             object its own backend (naming another one is an error).
         tokenizer: An xlmr tokenizer, or a directory or Hub repo id holding one; by default the model's.
@@ -90,6 +95,8 @@ def pipeline(
     cls = task_class(task)
     name = cls.task
     hub = _hub.pop_hub_kwargs(options)
+    if cls is SentenceEmbeddingPipeline:  # through the sentence encoder, which reads its own layout
+        return cls.build(model, backend=backend, tokenizer=tokenizer, hub=hub, options=options)
     if isinstance(model, str | os.PathLike):
         backend = check_backend(backend or "torch")
         resolved = resolve_source(model, backend, hub, tokenizer=tokenizer is None)
