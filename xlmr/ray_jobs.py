@@ -704,7 +704,8 @@ def embed(
     Args:
         inputs: Files, directories or globs of ``.parquet`` / ``.jsonl`` files.
         output_dir: Where the Parquet files go (created; see the module docstring for names).
-        model: A sentence-transformers directory or a plain HF XLM-R directory, readable on every node.
+        model: A sentence-transformers directory or a plain HF XLM-R directory (readable on every
+            node), or a Hub repo id of either (each actor loads it from its node's HF cache).
         backend: ``"torch"``, ``"tf"`` or ``"flax"``: the encoder each actor runs.
         text_column: The column of texts.
         id_column: The column of ids; None: ``id`` where a file has it, else generated ids.
@@ -735,7 +736,10 @@ def embed(
         )
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise JobError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not Path(model).expanduser().is_dir():
+    from ._hub import is_hub_name
+
+    local = Path(model).expanduser()
+    if not local.is_dir() and not is_hub_name(model):
         raise JobError(f"no such model directory: {model}")
     options = {
         "batch_size": batch_size,
@@ -750,7 +754,7 @@ def embed(
     )
     job = {
         "kind": "embed",
-        "model": str(Path(model).expanduser().resolve()),
+        "model": str(local.resolve()) if local.is_dir() else str(model),
         "backend": backend,
         "text_column": text_column,
         "id_column": id_column,
