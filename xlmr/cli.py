@@ -7,6 +7,9 @@
     xlmr demo [--quick]                                               # = xlmr-demo
     xlmr embed ...                                                    # sentence embeddings
 
+``xlmr run ... --ray --input FILES -o DIR`` runs the task as a resumable Ray Data job over Parquet/JSONL
+files instead (:mod:`xlmr.ray_jobs`): one Parquet file of ids and JSON results per shard.
+
 ``xlmr run`` reads its inputs from the arguments, else from ``--input FILE`` (one per line), else
 from stdin (one per line); it prints one JSON line per input, in input order. For
 question answering, ``--question`` asks the same question of every input (each a context);
@@ -24,6 +27,8 @@ import json
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from . import ray_jobs
 
 PROG = "xlmr"
 BACKENDS = ("torch", "tf", "flax")
@@ -121,6 +126,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: on long inputs at a terminal)")  # fmt: skip
+    ray_jobs.add_arguments(parser, output=True, question=True)
 
 
 def _options(args) -> dict[str, Any]:
@@ -163,6 +169,14 @@ def run_task(args) -> int:
     except KeyError as err:
         return _usage(err.args[0])
     options = _options(args)
+    try:
+        ray_kwargs = ray_jobs.job_arguments(args)
+    except ray_jobs.JobError as err:
+        return _usage(str(err))
+    if args.ray:
+        return _run_task_on_ray(args, task, options, ray_kwargs)
+    if args.output is not None:
+        return _usage("-o/--output is for --ray (without it results go to stdout)")
     texts = _inputs(args)
     if task == "question-answering":
         if args.question is not None:
@@ -188,6 +202,30 @@ def run_task(args) -> int:
         results = [results]  # HF's rule: a one-item list gives that item's result
     for result in results:
         print(json.dumps(result, ensure_ascii=False, default=_jsonable))
+    return 0
+
+
+def _run_task_on_ray(args, task: str, options: dict[str, Any], ray_kwargs: dict[str, Any]) -> int:
+    """``xlmr run --ray``: Parquet/JSONL files in, a directory of Parquet files (ids, JSON results) out."""
+    if args.texts:
+        return _usage("--ray reads --input files (a file, a directory or a quoted glob), not TEXT arguments")
+    if not args.input or not args.output:
+        return _usage("--ray needs --input (Parquet/JSONL files) and -o/--output (a directory)")
+    if args.batch_size is not None:
+        options["batch_size"] = args.batch_size
+    result = ray_jobs.run_task(
+        task,
+        args.input,
+        args.output,
+        model=args.model,
+        backend=args.backend,
+        tokenizer=args.tokenizer,
+        question=args.question,
+        progress=bool(args.progress),
+        **ray_kwargs,
+        **options,
+    )
+    print(ray_jobs.summary(f"{task} ({args.backend})", result))
     return 0
 
 

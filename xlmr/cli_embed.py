@@ -12,6 +12,10 @@ Exit status 0 on success; 1 with a one-line ``error: ...`` on stderr for bad inp
 or input, an unsupported module, an unknown prompt name, a missing backend extra); 2 for bad
 arguments; 130 when interrupted.
 
+With ``--ray``, INPUT is Parquet/JSONL files (a file, a directory or a quoted glob) and ``-o`` a
+directory: a resumable Ray Data job (:mod:`xlmr.ray_jobs`) writes one Parquet file of ids and
+embeddings per shard of each input file; a rerun skips the files already complete.
+
 Mounting: ``add_arguments(parser)`` fills an argparse parser (e.g. the ``embed`` subcommand of a
 single ``xlmr`` command) and ``run(args)`` executes it; ``main(argv)`` is the ``xlmr-embed`` script.
 Nothing here imports a deep-learning framework until ``run`` picks the backend.
@@ -25,6 +29,8 @@ import logging
 import os
 import sys
 from pathlib import Path
+
+from . import ray_jobs
 
 BACKENDS = ("torch", "tf", "flax")
 _ENCODERS = {"torch": ("xlmr_torch", "SentenceEncoder"), "tf": ("xlmr_tf", "TFSentenceEncoder"),
@@ -42,8 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from ._sentence import PRECISIONS
 
     parser.add_argument("input", metavar="INPUT", nargs="?", default="-",
-                        help="text file, one text per line (UTF-8); '-' or nothing: stdin")  # fmt: skip
-    parser.add_argument("-o", "--output", required=True, help="the .npy file to write (n, dim)")
+                        help="text file, one text per line (UTF-8); '-' or nothing: stdin; with --ray Parquet/JSONL files")  # fmt: skip
+    parser.add_argument(
+        "-o", "--output", required=True, help="the .npy file to write (n, dim); with --ray a directory"
+    )
     parser.add_argument("--model", required=True,
                         help="sentence-transformers directory, or a plain HF XLM-R directory (mean pooling); or "
                         "a Hugging Face Hub repo id of either (org/name, org/name@revision)")  # fmt: skip
@@ -58,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="quantize as sentence-transformers does (default float32)")  # fmt: skip
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    ray_jobs.add_arguments(parser)
     return parser
 
 
@@ -126,7 +135,10 @@ def save_npy(path: str | os.PathLike, array) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute parsed ``xlmr embed`` arguments; returns the exit status (errors print one line)."""
+    if getattr(args, "ray", False):
+        return run_ray(args)
     try:
+        ray_jobs.job_arguments(args)  # a --ray-only flag without --ray
         if args.batch_size <= 0:
             raise EmbedError(f"--batch-size must be positive, got {args.batch_size}")
         from ._hub import is_hub_name
@@ -159,6 +171,38 @@ def run(args: argparse.Namespace) -> int:
         f"{stats.texts_per_second:,.1f} texts/s, {backend} -> {args.output} "
         f"{tuple(embeddings.shape)} {embeddings.dtype}"
     )
+    return 0
+
+
+def run_ray(args: argparse.Namespace) -> int:
+    """``xlmr embed --ray``: Parquet/JSONL files in, a directory of Parquet files (ids, embeddings) out."""
+    try:
+        if args.input == "-":
+            raise EmbedError(
+                "--ray reads Parquet/JSONL files: give INPUT (a file, a directory or a quoted glob)"
+            )
+        backend = args.backend or default_backend()
+        result = ray_jobs.embed(
+            args.input,
+            args.output,
+            model=args.model,
+            backend=backend,
+            batch_size=args.batch_size,
+            prompt_name=args.prompt_name,
+            prompt=args.prompt,
+            normalize_embeddings=args.normalize,
+            precision=args.precision,
+            progress=not args.quiet,
+            **ray_jobs.job_arguments(args),
+        )
+    except KeyboardInterrupt:
+        print("error: interrupted; the files already written are complete, rerun to finish", file=sys.stderr)
+        return 130
+    except (EmbedError, OSError, ValueError, TypeError, ImportError) as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    print(ray_jobs.summary(f"embedded ({backend})", result))
     return 0
 
 
