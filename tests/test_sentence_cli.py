@@ -103,14 +103,28 @@ def test_errors_leave_the_output_alone(model_dir, tmp_path, capsys):
         (["--model", model_dir, "--backend", "mxnet"], 2, "invalid choice"),
     ]
     for extra, status, fragment in cases:
-        code, _, err = _run([source, "-o", out, *extra], capsys)
+        code, _, err = _run([source, "-o", out, "--overwrite", *extra], capsys)
         assert code == status and fragment in err and err.count("\n") == 1, (extra, err)
         np.testing.assert_array_equal(np.load(out), np.arange(3))
-    code, _, err = _run([tmp_path / "missing.txt", "-o", out, "--model", model_dir], capsys)
+    code, _, err = _run([tmp_path / "missing.txt", "-o", out, "--model", model_dir, "--overwrite"], capsys)
     assert code == 1 and "no such input file" in err
     code, _, err = _run([source, "-o", tmp_path / "no" / "x.npy", "--model", model_dir], capsys)
     assert code == 1 and "does not exist" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.npy", "t.txt"]
+
+
+def test_an_existing_output_is_replaced_only_when_asked(model_dir, tmp_path, capsys):
+    source = tmp_path / "t.txt"
+    source.write_text("a\nb\n")
+    out = tmp_path / "old.npy"
+    np.save(out, np.arange(3))
+    code, _, err = _run([source, "-o", out, "--model", model_dir], capsys)
+    assert code == 1 and f"output {out} exists; pass --overwrite" in err
+    np.testing.assert_array_equal(np.load(out), np.arange(3))
+    code, _, err = _run([source, "-o", out, "--model", model_dir, "--overwrite", "-q"], capsys)
+    assert code == 0, err
+    expected = encoder_class("torch").from_pretrained(model_dir).encode(["a", "b"])
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
 
 
 def test_mountable_and_lazy():

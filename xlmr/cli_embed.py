@@ -138,13 +138,16 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "ray", False):
         return run_ray(args)
     try:
-        ray_jobs.job_arguments(args)  # a --ray-only flag without --ray
+        overwrite = bool(getattr(args, "overwrite", False))
+        ray_jobs.job_arguments(argparse.Namespace(**{**vars(args), "overwrite": False}))  # --ray-only flags
         if args.batch_size <= 0:
             raise EmbedError(f"--batch-size must be positive, got {args.batch_size}")
         from ._hub import is_hub_name
 
         if not Path(args.model).is_dir() and not is_hub_name(args.model):
             raise EmbedError(f"no such model directory: {args.model}")
+        if Path(args.output).is_file() and not overwrite:
+            raise EmbedError(f"output {args.output} exists; pass --overwrite to replace it")
         texts = read_texts(args.input)
         backend = args.backend or default_backend()
         encoder = _encoder_class(backend).from_pretrained(args.model)

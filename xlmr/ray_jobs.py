@@ -918,7 +918,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, output: bool = False, ques
     group.add_argument("--cpus-per-actor", type=float, metavar="N", help="CPUs per actor (default 1)")
     group.add_argument("--gpus-per-actor", type=float, metavar="N", help="GPUs per actor (default 0)")
     group.add_argument(
-        "--overwrite", action="store_true", help="redo every output file, whatever a previous run did"
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output (with --ray: redo every output file, whatever a previous run did)",
     )
 
 
