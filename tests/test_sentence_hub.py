@@ -311,7 +311,10 @@ def test_xlmr_embed_takes_a_hub_name(cache, tmp_path, capsys):
     assert cli_embed.main(argv) == 0, capsys.readouterr().err
     expected = encoder_class("flax").from_pretrained(REPO, revision="legacy").encode(TEXTS)
     np.testing.assert_allclose(np.load(out), expected, atol=1e-6, rtol=0)
-    assert cli_embed.main([str(source), "-o", str(out), "--model", "org/missing", "-q"]) == 1
+    assert (
+        cli_embed.main([str(source), "-o", str(tmp_path / "missing.npy"), "--model", "org/missing", "-q"])
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.startswith("error: offline (HF_HUB_OFFLINE=1): config.json of Hub repo org/missing")
     assert err.count("\n") == 1
