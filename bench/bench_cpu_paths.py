@@ -2,6 +2,8 @@
 
     python -m bench.bench_cpu_paths [--quick]
 
+Set ``XLMR_BENCH_TEXTS=N`` for a shorter base-size run on an N-text corpus built the same way.
+
 xlm-roberta-base shape, random weights, the packed route on bench/corpus.py's corpus (2,000
 texts; ``--quick``: 200 texts of a tiny model). Rows (ratio = float32 time / path time, so above
 1.0 the path is faster):
@@ -20,6 +22,7 @@ the corpus's tokens); the targets are >= 0.999 for bf16 and >= 0.99 for int8.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -71,7 +74,7 @@ def run_torch(quick: bool) -> list[dict]:
         directory, torch_dtype=torch.bfloat16, add_pooling_layer=False
     )
     int8 = fp32.quantize_dynamic_int8()
-    _, ids = C.corpus(200 if quick else C.N_TEXTS)
+    _, ids = C.corpus(200 if quick else int(os.environ.get("XLMR_BENCH_TEXTS", C.N_TEXTS)))
     batches = pack_sequences(ids, max_length=max_sequence_length(config), pad_token_id=1)
 
     def forward(model):
