@@ -26,10 +26,14 @@ forward reads every weight (the tied decoder is the whole embedding matrix): the
 compare the bf16 rows with, since a memory-mapped float32 load of the bare model leaves the
 embedding rows it does not use on disk.
 
-The files are xlmr's own: byte-identical to what the safetensors library, torch and flax write
-for the same tensors; tf_model.h5 differs from HF's in one respect, its datasets start at
-multiples of 64 bytes, which lets TensorFlow and JAX use them in place (in an unaligned file,
-such as a safetensors or msgpack one, each tensor is copied once).
+The files are xlmr's own (``conversion.save_pretrained``): pytorch_model.bin and
+flax_model.msgpack byte-identical to what torch and flax write for the same tensors;
+model.safetensors and tf_model.h5 differ from the original libraries' in one respect, their
+tensors start at multiples of 64 bytes of the file, which lets TensorFlow and JAX use the mapped
+file in place (a tensor anywhere else is copied once). Rows ``safetensors_library`` load the same
+tensors as ``safetensors.numpy.save_file`` lays them out -- as in the files on the Hub, written by
+that library -- where the data start at the 8-byte-padded end of the header and, here, no tensor
+sits on a 64-byte boundary.
 
 ``quick=True``: a tiny config, one repeat, safetensors and one other format per backend, no HF.
 Set ``XLMR_BENCH_LOADING_DIR`` to keep the checkpoints there between runs (they are reused).
@@ -49,11 +53,14 @@ from bench.shapes import TINY, XLMR_BASE
 
 HEAD = "masked_lm"
 FORMATS = ("safetensors", "pytorch", "tf", "flax")
+# The same tensors as the safetensors library's save_file lays them out (as in Hub files): the data
+# start where an 8-byte-padded header ends, so no tensor need sit on a 64-byte boundary.
+LIBRARY = "safetensors_library"
 BACKENDS = ("torch", "tf", "flax")
 REPEATS = 3
 ROOT = Path(__file__).resolve().parents[1]
 # HF's own loader per backend: the formats it reads natively.
-HF_FORMATS = {"torch": ("safetensors", "pytorch"), "tf": ("tf",), "flax": ("flax",)}
+HF_FORMATS = {"torch": ("safetensors", LIBRARY, "pytorch"), "tf": ("tf",), "flax": ("flax",)}
 
 _PRELUDE = """
 import gc, json, os, sys, time
@@ -169,7 +176,7 @@ def make_checkpoints(directory: Path, shape: dict) -> int:
     src = directory / "safetensors"
     marker = directory / "shape.json"
     if marker.is_file() and json.loads(marker.read_text()) != shape:
-        for fmt in FORMATS:
+        for fmt in (*FORMATS, LIBRARY):
             for path in (directory / fmt).glob("*") if (directory / fmt).is_dir() else ():
                 path.unlink()
     if not (src / "model.safetensors").is_file():
@@ -185,6 +192,13 @@ def make_checkpoints(directory: Path, shape: dict) -> int:
         if not (directory / fmt / single).is_file():
             with conversion.open_state_dict(src / "model.safetensors", config) as lazy:
                 conversion.save_pretrained(lazy, config, HEAD, directory / fmt, fmt)
+    library = directory / LIBRARY / "model.safetensors"
+    if not library.is_file():
+        from safetensors.numpy import load_file, save_file
+
+        library.parent.mkdir(parents=True, exist_ok=True)
+        (library.parent / "config.json").write_bytes((src / "config.json").read_bytes())
+        save_file(load_file(str(src / "model.safetensors")), str(library), metadata={"format": "pt"})
     marker.write_text(json.dumps(shape))
     return (src / "model.safetensors").stat().st_size
 
@@ -211,9 +225,9 @@ def run(quick: bool = False) -> list[dict]:
         what = f"{'tiny' if quick else 'xlm-roberta-base'} MaskedLM checkpoint, {size / 1e9:.3f} GB float32"
         nan = float("nan")
         rows: list[dict] = []
-        cases = [(b, f, "base") for b in BACKENDS for f in FORMATS]
+        cases = [(b, f, "base") for b in BACKENDS for f in (FORMATS[0], LIBRARY, *FORMATS[1:])]
         if quick:
-            cases = [("torch", "safetensors", "base"), ("tf", "tf", "base"), ("flax", "flax", "base")]
+            cases = [("torch", "safetensors", "base"), ("tf", LIBRARY, "base"), ("flax", "flax", "base")]
         else:
             cases += [(b, "safetensors", v) for b in BACKENDS for v in ("masked_lm", "bf16")]
         for backend, fmt, variant in cases:

@@ -114,12 +114,15 @@ def aligned_empty(shape, dtype, align: int = ALIGN) -> np.ndarray:
 _SCRATCH = threading.local()
 
 
-def _scratch(shape, dtype) -> np.ndarray:
-    """A reusable buffer (one per thread, at most BLOCK_BYTES) for blocks on their way to a cast or transpose."""
+def _scratch(shape, dtype, reused: bool = False) -> np.ndarray:
+    """A reusable buffer (one per thread) for blocks on their way to a cast or transpose (at most
+    BLOCK_BYTES), or, ``reused``, for whole tensors ``materialize(reuse=True)`` hands out (a second one)."""
     nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-    buffer = getattr(_SCRATCH, "buffer", None)
+    name = "reused" if reused else "buffer"
+    buffer = getattr(_SCRATCH, name, None)
     if buffer is None or buffer.size < nbytes:
-        buffer = _SCRATCH.buffer = aligned_empty((max(nbytes, BLOCK_BYTES),), np.uint8)
+        buffer = aligned_empty((max(nbytes, BLOCK_BYTES),), np.uint8)
+        setattr(_SCRATCH, name, buffer)
     return buffer[:nbytes].view(dtype).reshape(shape)
 
 
@@ -271,6 +274,7 @@ class LazyTensor:
         align: int = 1,
         copy: bool = False,
         convert: Callable[[np.ndarray, np.ndarray], object] | None = None,
+        reuse: bool = False,
     ) -> np.ndarray:
         """The data as one C-contiguous array, made with as little memory and copying as possible.
 
@@ -286,10 +290,16 @@ class LazyTensor:
         the process) and held at a time, and nothing else of this size is allocated.
         ``convert(out_block, block)`` replaces numpy's assignment for a cast without transpose
         (a framework's own, faster cast).
+
+        ``reuse`` is for a caller that hands the data on at once to a framework's own copy (its
+        transpose): bytes that need no cast or transpose are then read from the file into this
+        thread's reusable buffer -- valid until the next ``materialize(reuse=True)`` on the thread
+        -- instead of a new array, and never mapped, so neither the file's pages nor an array of
+        this size stay in the process.
         """
         if self.base is not None:
             return self.base.materialize(
-                transpose=not transpose, dtype=dtype, align=align, copy=copy, convert=convert
+                transpose=not transpose, dtype=dtype, align=align, copy=copy, convert=convert, reuse=reuse
             )
         dtype = self.dtype if dtype is None else np_dtype(dtype)
         if transpose and len(self.shape) != 2:
@@ -298,7 +308,7 @@ class LazyTensor:
         source: np.ndarray | None = None
         if self.span is not None:
             mapped, offset = self.span
-            if plain and not copy:
+            if plain and not copy and not reuse:
                 view = mapped.view(offset, self.shape, self.dtype)
                 if is_aligned(view, align):
                     return view
@@ -306,7 +316,10 @@ class LazyTensor:
             source = self.load()
             if plain and not copy and source.flags.c_contiguous and is_aligned(source, align):
                 return source
-        out = aligned_empty(self.shape[::-1] if transpose else self.shape, dtype, align)
+        if reuse and plain and self.span is not None and align <= ALIGN:
+            out = _scratch(self.shape, dtype, reused=True)
+        else:
+            out = aligned_empty(self.shape[::-1] if transpose else self.shape, dtype, align)
         if self.size == 0:
             return out
         if self.span is not None:

@@ -4,7 +4,16 @@ The format is small enough to read and write directly: an 8-byte little-endian h
 JSON header ``{"__metadata__": {...}, name: {"dtype", "shape", "data_offsets"}}`` padded with
 spaces to 8 bytes, then the raw little-endian data. Reading seeks to each tensor when it is
 needed; writing puts the header first and then each tensor's bytes, so neither holds more than
-one tensor. The files are byte-identical to ``safetensors.numpy.save_file``'s.
+one tensor.
+
+The files are in the safetensors library's format and read by it unchanged, with one difference
+from ``safetensors.numpy.save_file``'s bytes: the data are laid out for memory mapping. Every
+tensor whose size is a multiple of 64 bytes (all of XLM-R's weight matrices, biases and norms)
+starts at a 64-byte boundary of the file: the header is padded with spaces up to that boundary
+(the library pads it to 8), those tensors come first and the few others (an odd-sized LM bias or
+classifier) last. TensorFlow and XLA use a 64-byte-aligned host buffer as it is, so such a file
+loads in every backend as the memory-mapped file itself, without a copy; in a file where the
+tensors happen to sit elsewhere, as in most written by other tools, each is copied once.
 
 Files written by HF's TF and Flax ``save_pretrained(safe_serialization=True)`` (metadata
 ``format`` ``"tf"`` / ``"flax"``) are read too: their names and layouts are converted back.
@@ -26,6 +35,7 @@ from xlmr.heads import Head
 
 from . import common
 from .common import (
+    ALIGN,
     CheckpointError,
     LazyStateDict,
     LazyTensor,
@@ -48,7 +58,8 @@ _MAX_HEADER = 100_000_000
 _CODES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
           "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}  # fmt: skip
 _NAMES = {v: k for k, v in _CODES.items()}
-# safetensors sorts tensors by dtype (its enum order, largest first), then by name.
+# safetensors sorts tensors by dtype (its enum order, largest first), then by name; so does
+# _write_file within each of its two groups (tensors of whole 64-byte blocks first, then the rest).
 _RANK = ["BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "F64", "I64",
          "U64"]  # fmt: skip
 
@@ -228,14 +239,14 @@ def _write_file(path: Path, tensors: Mapping[str, LazyTensor], order: list[str],
                 progress: Callable[[int], None] | None, metadata: dict) -> int:  # fmt: skip
     infos, offset = {}, 0
     codes = {k: _code(dtype or tensors[k].dtype) for k in order}
-    order = sorted(order, key=lambda k: (-_RANK.index(codes[k]), k))
+    sizes = {k: tensors[k].size * (dtype or tensors[k].dtype).itemsize for k in order}
+    order = sorted(order, key=lambda k: (sizes[k] % ALIGN != 0, -_RANK.index(codes[k]), k))
     for key in order:
-        t = tensors[key]
-        nbytes = t.size * (dtype or t.dtype).itemsize
-        infos[key] = {"dtype": codes[key], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
+        infos[key] = {"dtype": codes[key], "shape": list(tensors[key].shape),
+                      "data_offsets": [offset, offset + sizes[key]]}  # fmt: skip
+        offset += sizes[key]
     header = json.dumps({"__metadata__": metadata, **infos}, separators=(",", ":")).encode()
-    header += b" " * (-len(header) % 8)
+    header += b" " * (-(8 + len(header)) % ALIGN)  # the data start on a 64-byte boundary
     with common.writable(path) as f:
         f.write(struct.pack("<Q", len(header)))
         f.write(header)

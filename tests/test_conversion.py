@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -115,15 +116,50 @@ def test_sharded_write_and_read(tmp_path, fmt):
     assert sorted(p.name for p in tmp_path.iterdir()) == [single]
 
 
-def test_safetensors_bytes_match_the_safetensors_library(tmp_path):
-    from safetensors.numpy import save_file
+def _safetensors_header(path):
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    return json.loads(raw[8 : 8 + n]), 8 + n
 
-    config = config_for("masked_lm")
+
+def test_safetensors_files_are_the_librarys_with_aligned_data(tmp_path):
+    """The library reads ours to the same tensors and metadata; the header entries are the library's
+    but for the offsets; every tensor of whole 64-byte blocks starts on a 64-byte file boundary."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    config = config_for("masked_lm").copy(vocab_size=101)  # an LM bias of 404 bytes: not whole blocks
     sd = random_state_dict(config, "masked_lm")
-    mixed = {**sd, "lm_head.bias": sd["lm_head.bias"].astype(np.float16)}
+    mixed = {**sd, "lm_head.dense.bias": sd["lm_head.dense.bias"].astype(np.float16)}
     save_file(mixed, str(tmp_path / "lib.safetensors"), metadata={"format": "pt"})
+    assert _safetensors_header(tmp_path / "lib.safetensors")[1] % 64  # the library's data start elsewhere
     ours = io.write_state_dict(mixed, config, "masked_lm", tmp_path / "ours", "safetensors")
-    assert ours.read_bytes() == (tmp_path / "lib.safetensors").read_bytes()
+    loaded = load_file(str(ours))
+    assert sorted(loaded) == sorted(k for k in mixed if k != "lm_head.decoder.weight")
+    for key, value in loaded.items():
+        assert value.dtype == mixed[key].dtype, key
+        np.testing.assert_array_equal(value, mixed[key], err_msg=key)
+    with safe_open(str(ours), framework="numpy") as f:
+        assert f.metadata() == {"format": "pt"}
+    theirs, _ = _safetensors_header(tmp_path / "lib.safetensors")
+    header, start = _safetensors_header(ours)
+    assert start % 64 == 0
+    strip = lambda h: {k: {f: v for f, v in e.items() if f != "data_offsets"} for k, e in h.items()}  # noqa: E731
+    assert strip(header) == strip(theirs)
+    entries = {k: e for k, e in header.items() if k != "__metadata__"}
+    ragged = {k for k, e in entries.items() if (e["data_offsets"][1] - e["data_offsets"][0]) % 64}
+    assert ragged == {k for k in loaded if mixed[k].nbytes % 64} and "lm_head.bias" in ragged  # 404 bytes
+    for key, entry in entries.items():
+        if key not in ragged:
+            assert (start + entry["data_offsets"][0]) % 64 == 0, key
+        else:  # the ragged ones come after all the others
+            assert entry["data_offsets"][0] >= max(e["data_offsets"][1] for k, e in entries.items() if k not in ragged)
+    # Read back by xlmr too, and the library's own file as well.
+    for path in (ours, tmp_path / "lib.safetensors"):
+        back = conversion.read_state_dict(path, config)
+        assert sorted(back) == sorted(loaded)
+        for key, value in loaded.items():
+            np.testing.assert_array_equal(back[key], value, err_msg=key)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, ml_dtypes.bfloat16])

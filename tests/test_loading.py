@@ -12,6 +12,7 @@ backend, forward equal to HF's within 1e-5.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,6 +249,49 @@ def test_torch_weights_view_the_file_privately(checkpoints, tmp_path):
     np.testing.assert_array_equal(weight.detach().numpy(), sd[key] + 1.0)
     again = xlmr_torch.XLMRobertaForMaskedLM.from_pretrained(directory)
     np.testing.assert_array_equal(again.canonical_state_dict()[key], sd[key] + 1.0)
+
+
+def _mapping_of(address: int) -> str:
+    """The path of the file mapped at ``address`` in this process ("" for anonymous memory)."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if start <= address < end:
+                return fields[5].strip() if len(fields) == 6 else ""
+    raise AssertionError(f"address {address:#x} is not mapped")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps (Linux)")
+@pytest.mark.parametrize("backend", ["tf", "flax"])
+def test_aligned_safetensors_weights_are_the_mapped_file(checkpoints, backend):
+    """xlmr writes safetensors with 64-byte-aligned tensors, so TF and XLA take the file's pages as the
+    weights themselves: the embedding matrix's buffer lies in the map of model.safetensors (the copy,
+    anonymous memory, is what a tensor the framework cannot use in place gets). Values are exact."""
+    dirs, sd = checkpoints
+    key = "roberta.embeddings.word_embeddings.weight"
+    if backend == "tf":
+        pytest.importorskip("tensorflow")
+        import xlmr_tf
+
+        model = xlmr_tf.TFXLMRobertaForMaskedLM.from_pretrained(dirs["safetensors"])
+        variable = model.roberta.embeddings.word_embeddings.embeddings
+        import tensorflow as tf
+
+        buffer = np.from_dlpack(tf.convert_to_tensor(variable.value))  # the buffer itself, no copy
+        values = model.canonical_state_dict()
+    else:
+        pytest.importorskip("jax")
+        import xlmr_flax
+
+        model = xlmr_flax.FlaxXLMRobertaForMaskedLM.from_pretrained(dirs["safetensors"])
+        array = model.params["roberta"]["embeddings"]["word_embeddings"]["embedding"]
+        buffer = np.asarray(array)
+        assert buffer.ctypes.data == array.unsafe_buffer_pointer()
+        values = xlmr_flax.loading.params_to_state_dict(model.params)
+    assert _mapping_of(buffer.ctypes.data) == str(dirs["safetensors"] / "model.safetensors")
+    for name, value in sd.items():
+        np.testing.assert_array_equal(values[name], value, err_msg=name)
 
 
 # -- tf ----------------------------------------------------------------------------------------------------
