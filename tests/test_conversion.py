@@ -153,7 +153,9 @@ def test_safetensors_files_are_the_librarys_with_aligned_data(tmp_path):
         if key not in ragged:
             assert (start + entry["data_offsets"][0]) % 64 == 0, key
         else:  # the ragged ones come after all the others
-            assert entry["data_offsets"][0] >= max(e["data_offsets"][1] for k, e in entries.items() if k not in ragged)
+            assert entry["data_offsets"][0] >= max(
+                e["data_offsets"][1] for k, e in entries.items() if k not in ragged
+            )
     # Read back by xlmr too, and the library's own file as well.
     for path in (ours, tmp_path / "lib.safetensors"):
         back = conversion.read_state_dict(path, config)

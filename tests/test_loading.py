@@ -269,7 +269,6 @@ def test_aligned_safetensors_weights_are_the_mapped_file(checkpoints, backend):
     weights themselves: the embedding matrix's buffer lies in the map of model.safetensors (the copy,
     anonymous memory, is what a tensor the framework cannot use in place gets). Values are exact."""
     dirs, sd = checkpoints
-    key = "roberta.embeddings.word_embeddings.weight"
     if backend == "tf":
         pytest.importorskip("tensorflow")
         import xlmr_tf

@@ -154,7 +154,9 @@ class _CheckpointValue:
             raise W.WeightMismatchError(
                 f"{self.key}: checkpoint shape {tensor.shape} does not fit the variable's {tuple(shape)}"
             )
-        if self.transpose:  # TF's transpose (multi-threaded) from the bytes as stored, read into a reused buffer
+        # A kernel stored transposed: TF's own (multi-threaded) transpose of the bytes as stored,
+        # read into a reused buffer.
+        if self.transpose:
             return tf.transpose(_to_tf(tensor.materialize(dtype=np_dtype(dtype), align=ALIGN, reuse=True)))
         return _to_tf(tensor.materialize(dtype=np_dtype(dtype), align=ALIGN))
 
