@@ -1,9 +1,16 @@
 """Padding-free execution on the realistic corpus, each backend against HF's class, same weights.
 
-    python -m bench.bench_packed [--quick] [--backends torch,tf,flax] [--texts N]
+    python -m bench.bench_packed [--quick] [--backends=torch,tf,flax] [--texts=N] [--xlmr-only]
 
-``--texts N`` builds an N-text corpus the same way (same distribution, half queries; 400 texts
+``--texts=N`` builds an N-text corpus the same way (same distribution, half queries; 400 texts
 have 79% padding in HF-naive batches against 80% for all 2,000) for a shorter base-size run.
+``--xlmr-only`` drops the HF rows (HF naive over all 2,000 texts takes ~17 minutes per backend)
+and reports xlmr packed alone over the whole corpus (:func:`run_whole_corpus`): shapes compiled
+against the planner's bound, compile time apart from steady-state time, texts/s. Measured (base
+shape, fp32, 2 shared cores; README "Benchmarks"): the 2,000 texts pack into 11 batches of
+32 x 512, so TF and JAX each compile 1 shape (bound: 2 per ``pack_sequences`` call, 51 for any
+calls); steady-state pass 524 s (TF, 3.8 texts/s) and 397 s (JAX, 5.0 texts/s); the compile time
+of the 32 x 512 forward is still to read from the framework logs (the first run predates them).
 
 The corpus is bench/corpus.py's (2,000 texts: 1,000 one-sentence queries and 1,000 passages of
 log-normal length, truncated at 512 tokens; 80% of HF-naive batch slots are padding).
@@ -18,8 +25,9 @@ per backend (each in its own process; HF and xlmr hold the same weights):
   bucketed shapes) through ``segment_ids``.
 
 Under XLA (TF ``tf.function(jit_compile=True)``, ``jax.jit``) every distinct batch shape compiles
-once: rows say how many shapes each route compiled and the compile time, which the total
-includes (a user pays it); steady state is total minus compile. HF's TF class runs eagerly (its
+once: rows say how many shapes each route compiled and the time of the first calls (compile plus
+one run of that batch), which the total includes (a user pays it); ``--xlmr-only`` separates
+compile from steady state (see :func:`run_whole_corpus`). HF's TF class runs eagerly (its
 users' default; Keras 2); HF's Flax class runs under ``jax.jit`` like ours. Accuracy: for 24
 sequences (shortest, longest and random), the packed output of each is compared with HF's class
 running it alone, unpadded: max abs difference.
@@ -28,6 +36,7 @@ running it alone, unpadded: max abs difference.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -107,7 +116,8 @@ def _route_packed(forward, ids, max_length) -> tuple[_Clock, dict[int, np.ndarra
     return clock, outputs, len(batches)
 
 
-# -- backends: (xlmr forward on packed rows, HF forward on padded batches, HF forward alone) -------
+# -- backends: (xlmr forward on packed rows, HF forward on padded batches or alone, a note, and
+# a callable counting the shapes xlmr's jitted forward compiled -- None where it runs eagerly) ---
 def _torch(config: dict):
     import torch
     import transformers
@@ -131,7 +141,7 @@ def _torch(config: dict):
     def padded(x, mask):
         return hf(torch.from_numpy(x), attention_mask=torch.from_numpy(mask)).last_hidden_state.numpy()
 
-    return packed, padded, "HF attn=sdpa, eager"
+    return packed, padded, "HF attn=sdpa, eager", None
 
 
 def _tf(config: dict):
@@ -159,7 +169,8 @@ def _tf(config: dict):
     def padded(x, mask):
         return hf(input_ids=x, attention_mask=mask, training=False).last_hidden_state.numpy()
 
-    return packed, padded, "ours tf.function(jit_compile=True) per shape; HF TF eager (Keras 2)"
+    compiled = ours_xla.experimental_get_tracing_count  # one trace (and XLA compile) per input shape
+    return packed, padded, "ours tf.function(jit_compile=True) per shape; HF TF eager (Keras 2)", compiled
 
 
 def _flax(config: dict):
@@ -175,7 +186,10 @@ def _flax(config: dict):
     )
     params = ours.params  # HF's params layout: the same tree runs both
 
-    ours_jit = jax.jit(lambda p, x, seg: ours(x, segment_ids=seg, params=p).last_hidden_state)
+    def xlmr_packed_forward(p, x, seg):  # the name JAX's compile log gives (run_whole_corpus reads it)
+        return ours(x, segment_ids=seg, params=p).last_hidden_state
+
+    ours_jit = jax.jit(xlmr_packed_forward)
     hf_jit = jax.jit(lambda p, x, mask: hf(x, mask, params=p).last_hidden_state)
 
     def packed(x, seg):
@@ -184,7 +198,11 @@ def _flax(config: dict):
     def padded(x, mask):
         return np.asarray(hf_jit(params, x.astype(np.int32), mask.astype(np.int32)))
 
-    return packed, padded, "both jax.jit per shape"
+    compiled = ours_jit._cache_size  # entries of the jitted function's own executable cache
+    return packed, padded, "both jax.jit per shape", compiled
+
+
+_BUILDERS = {"torch": _torch, "tf": _tf, "flax": _flax}
 
 
 def run_backend(name: str, quick: bool, texts: int | None = None) -> list[dict]:
@@ -195,7 +213,7 @@ def run_backend(name: str, quick: bool, texts: int | None = None) -> list[dict]:
     from xlmr.inputs import max_sequence_length
 
     max_length = max_sequence_length(XLMRobertaConfig(**config))
-    packed_fn, padded_fn, note = {"torch": _torch, "tf": _tf, "flax": _flax}[name](config)
+    packed_fn, padded_fn, note, _ = _BUILDERS[name](config)
     tokens = sum(len(x) for x in ids)
     routes = {
         "HF naive (corpus order, batches of 32)": C.naive_batches(ids, BATCH),
@@ -237,14 +255,201 @@ def run_backend(name: str, quick: bool, texts: int | None = None) -> list[dict]:
     return rows
 
 
-def run(quick: bool = False, backends: tuple[str, ...] = BACKENDS, texts: int | None = None) -> list[dict]:
-    """Each backend in its own process (frameworks and memory peaks do not mix)."""
+class _CompileLog:
+    """The framework's own timing of the XLA compiles of xlmr's jitted forward, read from its log.
+
+    TF: ``device_compilation_profiler`` (VLOG 1, enabled by ``TF_CPP_VMODULE`` before TF is
+    imported) logs "Compiled __inference_ours_xla_N k times, compile time: T us" for each XLA
+    compile; its stderr is redirected to a file while active. JAX: ``jax_log_compiles`` logs
+    tracing, MLIR lowering and XLA compilation times of ``jit(xlmr_packed_forward)``.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.compiles = 0
+        self.xla_s = 0.0  # XLA compilation alone
+        self.trace_lower_s = 0.0  # JAX only: tracing + lowering to MLIR
+        if name == "tf":
+            os.environ["TF_CPP_VMODULE"] = "device_compilation_profiler=1"
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+
+    def __enter__(self) -> _CompileLog:
+        import logging
+        import tempfile
+
+        if self.name == "tf":
+            sys.stderr.flush()
+            self._file = tempfile.TemporaryFile(mode="w+")
+            self._saved = os.dup(2)
+            os.dup2(self._file.fileno(), 2)
+        elif self.name == "flax":
+            import jax
+
+            self._records: list[str] = []
+            log = self
+
+            class Handler(logging.Handler):
+                def emit(self, record: logging.LogRecord) -> None:
+                    log._records.append(record.getMessage())
+
+            self._handler = Handler(logging.DEBUG)
+            self._logger = logging.getLogger("jax")
+            self._logger.addHandler(self._handler)
+            jax.config.update("jax_log_compiles", True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import re
+
+        if self.name == "tf":
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+            self._file.seek(0)
+            for m in re.finditer(
+                r"Compiled __inference_ours_xla\S* \d+ times, compile time: (\d+) us", self._file.read()
+            ):
+                self.compiles += 1
+                self.xla_s += int(m.group(1)) / 1e6
+            self._file.close()
+        elif self.name == "flax":
+            import jax
+
+            jax.config.update("jax_log_compiles", False)
+            self._logger.removeHandler(self._handler)
+            for msg in self._records:
+                if m := re.match(
+                    r"Finished XLA compilation of jit\(xlmr_packed_forward\) in ([\d.e+-]+) sec", msg
+                ):
+                    self.compiles += 1
+                    self.xla_s += float(m.group(1))
+                elif m := re.match(
+                    r"Finished (?:tracing xlmr_packed_forward for jit|jaxpr to MLIR module conversion "
+                    r"jit\(xlmr_packed_forward\)) in ([\d.e+-]+) sec",
+                    msg,
+                ):
+                    self.trace_lower_s += float(m.group(1))
+
+
+def run_whole_corpus(name: str, quick: bool, texts: int | None = None) -> list[dict]:
+    """xlmr packed alone over the whole corpus: shapes compiled, compile time, steady state.
+
+    Two passes over the same packed batches. Pass 1 starts cold: the first call of each shape
+    traces and compiles it (XLA) or warms the kernels up (torch eager). Pass 2 runs with every
+    shape compiled: it is the steady state. Compile time is what the framework itself measured
+    for the compiles of xlmr's forward during the passes (:class:`_CompileLog`: TF's XLA compile
+    time; JAX's tracing + lowering + XLA compile time), not a difference of wall clocks, which
+    a loaded machine's noise swamps (a 48 s batch varies by more than its compile); the wall-clock
+    cross-check (first call of a shape minus the median warm call of that shape) is reported too,
+    and is torch's only figure. Shapes compiled are counted by the jitted function itself (TF
+    ``experimental_get_tracing_count()``, JAX ``_cache_size()``) after each pass (pass 2 must add
+    none), and by the compiles logged.
+    """
+    from xlmr import XLMRobertaConfig
+    from xlmr._packing import DEFAULT_MAX_BATCH_TOKENS, max_shapes, pack_sequences, row_length_buckets
+    from xlmr.inputs import max_sequence_length
+
+    config = _config(quick)
+    n = texts or (200 if quick else C.N_TEXTS)
+    _, ids = C.corpus(n)
+    tokens = sum(len(x) for x in ids)
+    max_length = max_sequence_length(XLMRobertaConfig(**config))
+    log = _CompileLog(name)  # before the builder imports TF
+    packed_fn, _, _, compiled = _BUILDERS[name](config)
+    note = {"torch": "torch eager", "tf": "tf.function(jit_compile=True)", "flax": "jax.jit"}[name]
+    start = time.perf_counter()
+    batches = pack_sequences(ids, max_length=max_length, pad_token_id=1)
+    plan_s = time.perf_counter() - start
+    shapes = sorted({b.shape for b in batches})
+    # One pack_sequences call: one row length (the bucket of the longest text), full batches of
+    # max_batch_tokens // row_length rows plus a last batch rounded up to a power of two -> <= 2.
+    per_call_bound = 2
+    all_calls_bound = max_shapes(max_length, DEFAULT_MAX_BATCH_TOKENS)
+
+    def one_pass() -> tuple[list[float], list[np.ndarray]]:
+        times, outs = [], []
+        for b in batches:
+            t = time.perf_counter()
+            outs.append(np.asarray(packed_fn(b.input_ids, b.segment_ids)))
+            times.append(time.perf_counter() - t)
+        return times, outs
+
+    with log:
+        cold, cold_out = one_pass()
+        compiled_cold = compiled() if compiled else None
+        warm, warm_out = one_pass()
+        compiled_warm = compiled() if compiled else None
+    first = {}
+    for i, b in enumerate(batches):
+        first.setdefault(b.shape, i)
+    # Cross-check by wall clock: first call of a shape minus the median warm call of that shape.
+    per_shape = {
+        shape: cold[i] - float(np.median([w for w, b in zip(warm, batches) if b.shape == shape]))
+        for shape, i in first.items()
+    }
+    first_minus_warm = sum(per_shape.values())
+    compile_s = log.xla_s + log.trace_lower_s if compiled else first_minus_warm
+    steady = sum(warm)
+    same = max(float(np.max(np.abs(a - b))) for a, b in zip(cold_out, warm_out))
+    scale = "tiny" if quick else "xlm-roberta-base shape"
+    source = (
+        f"{log.compiles} compiles logged by {'TF' if name == 'tf' else 'JAX'}"
+        if compiled
+        else "first calls minus median warm call"
+    )
+    count = "eager (no compile)" if compiled is None else f"{compiled_cold} (after pass 2: {compiled_warm})"
+    return [
+        {
+            "benchmark": f"corpus {n} texts ({tokens} tokens), {scale}, fp32: xlmr packed, whole corpus",
+            "backend": name,
+            "xlmr": steady,
+            "hf": "-",
+            "unit": "s",
+            "ratio": "-",
+            "shapes_compiled": compiled_cold,
+            "shapes_compiled_after_pass2": compiled_warm,
+            "shapes_planned": [list(s) for s in shapes],
+            "bound_one_call": per_call_bound,
+            "bound_max_shapes": all_calls_bound,
+            "row_length_buckets": list(row_length_buckets(max_length)),
+            "batches": len(batches),
+            "slots": int(sum(np.prod(b.shape) for b in batches)),
+            "plan_s": plan_s,
+            "first_pass_s": sum(cold),
+            "compile_s": compile_s,
+            "compiles_logged": log.compiles if compiled else None,
+            "xla_compile_s": log.xla_s if compiled else None,
+            "trace_lower_s": log.trace_lower_s if compiled else None,
+            "first_call_minus_median_warm_s": {f"{s[0]}x{s[1]}": v for s, v in per_shape.items()},
+            "cold_call_s": cold,
+            "warm_call_s": warm,
+            "steady_s": steady,
+            "texts_per_s": n / steady,
+            "texts_per_s_first_pass": n / sum(cold),
+            "notes": (
+                f"{len(batches)} batches, shapes {', '.join(f'{a}x{b}' for a, b in shapes)}; compiled {count}, "
+                f"bound {per_call_bound} per pack_sequences call, max_shapes {all_calls_bound}; "
+                f"first pass {sum(cold):.1f}s, compile {compile_s:.1f}s ({source}), "
+                f"first calls minus median warm call {first_minus_warm:.1f}s, steady state {steady:.1f}s "
+                f"({n / steady:.1f} texts/s); pass 2 vs pass 1 max |diff| {same:.1e}; {note}"
+            ),
+        }
+    ]
+
+
+def run(
+    quick: bool = False,
+    backends: tuple[str, ...] = BACKENDS,
+    texts: int | None = None,
+    fn: str = "run_backend",
+) -> list[dict]:
+    """Each backend in its own process (frameworks and memory peaks do not mix); ``fn`` is
+    ``run_backend`` (HF rows against xlmr packed) or ``run_whole_corpus`` (xlmr alone)."""
     rows = []
     root = Path(__file__).resolve().parent.parent
     for name in backends:
         code = (
-            "import json\nfrom bench.bench_packed import run_backend\n"
-            f"print('@@ROWS@@' + json.dumps(run_backend({name!r}, {quick}, {texts})))\n"
+            f"import json\nfrom bench.bench_packed import {fn}\n"
+            f"print('@@ROWS@@' + json.dumps({fn}({name!r}, {quick}, {texts})))\n"
         )
         proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
         found = [line for line in proc.stdout.splitlines() if line.startswith("@@ROWS@@")]
@@ -265,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     for name in backends:  # rows printed as each backend finishes; a failing one does not lose the others
         try:
-            rows = run(quick="--quick" in argv, backends=(name,), texts=texts)
+            fn = "run_whole_corpus" if "--xlmr-only" in argv else "run_backend"
+            rows = run(quick="--quick" in argv, backends=(name,), texts=texts, fn=fn)
         except RuntimeError as err:
             print(err, file=sys.stderr)
             failed.append(name)
