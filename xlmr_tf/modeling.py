@@ -670,14 +670,10 @@ class TFXLMRobertaLayer(_ConfigLayer):
         training: bool = False,
     ) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor | None, tuple[tf.Tensor, ...] | None]:
         """``(hidden (batch, seq, hidden), self-attention probs, cross-attention probs, present cache)``."""
+        shared = {"head_mask": head_mask, "output_attentions": output_attentions, "training": training}
         self_past = tuple(past_key_value[:2]) if past_key_value is not None else None
         attention_output, self_probs, present = self.attention(
-            hidden_states,
-            attention_mask=attention_mask,
-            head_mask=head_mask,
-            past_key_value=self_past,
-            output_attentions=output_attentions,
-            training=training,
+            hidden_states, attention_mask=attention_mask, past_key_value=self_past, **shared
         )
         cross_probs = None
         if self.is_decoder and encoder_hidden_states is not None:
@@ -687,11 +683,9 @@ class TFXLMRobertaLayer(_ConfigLayer):
             attention_output, cross_probs, cross_present = self.crossattention(
                 attention_output,
                 attention_mask=encoder_attention_mask,
-                head_mask=head_mask,
                 encoder_hidden_states=encoder_hidden_states,
                 past_key_value=cross_past,
-                output_attentions=output_attentions,
-                training=training,
+                **shared,
             )
             present = present + cross_present
         intermediate = self.intermediate(attention_output)
