@@ -13,6 +13,7 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,10 @@ class EncodeOptions:
     return_offsets_mapping: bool = False
     return_length: bool = False
     split_special_tokens: bool | None = None
+
+
+# ``__call__``'s arguments that are not encoding options.
+_CALL_INPUTS = ("self", "text", "text_pair", "text_target", "text_pair_target", "kwargs")
 
 
 class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
@@ -324,25 +329,8 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
     ) -> BatchEncoding:
         """Tokenize a string, a list of strings, a pair ``(text, text_pair)``, a batch of pairs, or pre-split
         words (``is_split_into_words=True``), as HF's tokenizer ``__call__``."""
-        opts = dict(
-            add_special_tokens=add_special_tokens,
-            padding=padding,
-            truncation=truncation,
-            max_length=max_length,
-            stride=stride,
-            is_split_into_words=is_split_into_words,
-            pad_to_multiple_of=pad_to_multiple_of,
-            padding_side=padding_side,
-            return_tensors=return_tensors,
-            return_token_type_ids=return_token_type_ids,
-            return_attention_mask=return_attention_mask,
-            return_overflowing_tokens=return_overflowing_tokens,
-            return_special_tokens_mask=return_special_tokens_mask,
-            return_offsets_mapping=return_offsets_mapping,
-            return_length=return_length,
-            verbose=verbose,
-            split_special_tokens=kwargs.pop("split_special_tokens", self.split_special_tokens),
-        )
+        opts = {name: value for name, value in locals().items() if name not in _CALL_INPUTS}
+        opts["split_special_tokens"] = kwargs.pop("split_special_tokens", self.split_special_tokens)
         if kwargs:
             raise TypeError(f"unexpected keyword argument(s) {sorted(kwargs)}")
         if text is None and text_target is None:
@@ -410,19 +398,7 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
         **kwargs,
     ) -> BatchEncoding:
         """Encode one example (a text or a pair)."""
-        opts = self._options(
-            padding,
-            truncation,
-            max_length,
-            pad_to_multiple_of,
-            verbose,
-            add_special_tokens=add_special_tokens,
-            stride=stride,
-            is_split_into_words=is_split_into_words,
-            padding_side=padding_side,
-            return_tensors=return_tensors,
-            **kwargs,
-        )
+        opts = self._options(locals(), "text", "text_pair", **kwargs)
         try:
             return self._encode_plus(text, text_pair, opts)
         except Exception:
@@ -449,19 +425,7 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
             raise InvalidTextInputError(
                 f"batch_text_or_text_pairs must be a list or tuple, got {type(batch_text_or_text_pairs).__name__}"
             )
-        opts = self._options(
-            padding,
-            truncation,
-            max_length,
-            pad_to_multiple_of,
-            verbose,
-            add_special_tokens=add_special_tokens,
-            stride=stride,
-            is_split_into_words=is_split_into_words,
-            padding_side=padding_side,
-            return_tensors=return_tensors,
-            **kwargs,
-        )
+        opts = self._options(locals(), "batch_text_or_text_pairs", **kwargs)
         batch = list(batch_text_or_text_pairs)
         try:
             return self._batch_encode_plus(batch, opts)
@@ -469,25 +433,21 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
             _raise_for_surrogates(_batch_item_names(batch, is_split_into_words))
             raise
 
-    def _options(
-        self, padding, truncation, max_length, pad_to_multiple_of, verbose, **fields
-    ) -> EncodeOptions:
-        """The options of one public call: its strategies resolved, ``return_tensors``, ``padding_side``
-        and ``stride`` checked."""
+    def _options(self, arguments: Mapping[str, Any], *inputs: str, **fields: Any) -> EncodeOptions:
+        """The options of one public call -- its ``arguments`` (``locals()``) but ``self``, ``kwargs``
+        and its ``inputs``, then ``fields`` -- with the strategies resolved and ``return_tensors``,
+        ``padding_side`` and ``stride`` checked."""
+        skip = ("self", "kwargs", *inputs)
+        fields = {**{k: v for k, v in arguments.items() if k not in skip}, **fields}
+        padding, truncation = fields.pop("padding"), fields.pop("truncation")
         padding_strategy, truncation_strategy, max_length = self._get_padding_truncation_strategies(
-            padding, truncation, max_length, pad_to_multiple_of, verbose, stacklevel=4
-        )
+            padding, truncation, fields.pop("max_length"), fields["pad_to_multiple_of"], fields["verbose"],
+            stacklevel=4,
+        )  # fmt: skip
         _check_tensor_type(fields.get("return_tensors"))
         self._check_side(fields.get("padding_side"))
         self._check_stride(fields.get("stride", 0))
-        return EncodeOptions(
-            padding_strategy,
-            truncation_strategy,
-            max_length,
-            pad_to_multiple_of=pad_to_multiple_of,
-            verbose=verbose,
-            **fields,
-        )
+        return EncodeOptions(padding_strategy, truncation_strategy, max_length, **fields)
 
     def _split_special(self, opts: EncodeOptions) -> bool:
         """Whether this call matches special tokens in the text as plain text (``split_special_tokens``)."""

@@ -515,22 +515,7 @@ class XLMRobertaTokenizer(_XLMRobertaTokenizerBase):
         **kwargs,
     ) -> BatchEncoding:
         """Add special tokens, truncate and pad already-encoded ids (HF's ``prepare_for_model``)."""
-        opts = self._options(
-            padding,
-            truncation,
-            max_length,
-            pad_to_multiple_of,
-            verbose,
-            add_special_tokens=add_special_tokens,
-            stride=stride,
-            padding_side=padding_side,
-            return_tensors=return_tensors,
-            return_token_type_ids=return_token_type_ids,
-            return_attention_mask=return_attention_mask,
-            return_overflowing_tokens=return_overflowing_tokens,
-            return_special_tokens_mask=return_special_tokens_mask,
-            return_length=return_length,
-        )
+        opts = self._options(locals(), "ids", "pair_ids", "prepend_batch_axis")
         pair_ids = None if pair_ids is None else list(pair_ids)
         return self._encode_ids(list(ids), pair_ids, opts, prepend_batch_axis)
 
