@@ -169,9 +169,9 @@ class SentenceEncoderBase:
     (``segment_ids``: no padding computed) and gives sentence-transformers' embeddings.
 
     Subclasses implement ``_load_model(directory, **kwargs)`` (classmethod),
-    ``_supports_packing()``, ``_forward(input_ids, mask_name, mask) -> np.ndarray`` (the backbone's
-    ``last_hidden_state``; ``mask_name`` is ``"segment_ids"`` for packed rows, else
-    ``"attention_mask"``) and ``_to_tensor(array)``.
+    ``_supports_packing()``, ``_forward(input_ids, **mask) -> np.ndarray`` (the backbone's
+    ``last_hidden_state``; ``mask`` is one keyword: ``segment_ids=`` for packed rows, else
+    ``attention_mask=``) and ``_to_tensor(array)``.
 
     Args:
         model: The backbone (the backend's ``XLMRobertaModel``).
@@ -525,11 +525,11 @@ class SentenceEncoderBase:
             )  # fmt: skip
         for batch in batches:
             if self.packed:
-                hidden = self._forward(batch.input_ids, "segment_ids", batch.segment_ids)
+                hidden = self._forward(batch.input_ids, segment_ids=batch.segment_ids)
                 valid = batch.segment_ids > 0
                 order = np.lexsort((batch.start, batch.row))  # sequences as they lie in the rows
             else:
-                hidden = self._forward(batch.input_ids, "attention_mask", batch.attention_mask)
+                hidden = self._forward(batch.input_ids, attention_mask=batch.attention_mask)
                 valid = batch.attention_mask > 0
                 order = np.arange(len(batch.index))
             stats.batches += 1
@@ -583,7 +583,7 @@ class SentenceEncoderBase:
     def _supports_packing(self) -> bool:
         raise NotImplementedError
 
-    def _forward(self, input_ids: np.ndarray, mask_name: str, mask: np.ndarray) -> np.ndarray:
+    def _forward(self, input_ids: np.ndarray, **mask: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def _to_tensor(self, array: np.ndarray) -> Any:

@@ -47,8 +47,9 @@ class FlaxSentenceEncoder(SentenceEncoderBase):
     def _supports_packing(self) -> bool:
         return "segment_ids" in inspect.signature(type(self.model).__call__).parameters
 
-    def _forward(self, input_ids: np.ndarray, mask_name: str, mask: np.ndarray) -> np.ndarray:
+    def _forward(self, input_ids: np.ndarray, **mask: np.ndarray) -> np.ndarray:
         """The backbone's ``last_hidden_state`` (rows, seq, hidden) as float32 numpy."""
+        ((mask_name, mask),) = mask.items()  # segment_ids (packed rows) or attention_mask
         compiled = self.__dict__.setdefault("_compiled", {})
         if mask_name not in compiled:
             model = self.model

@@ -51,8 +51,9 @@ class TFSentenceEncoder(SentenceEncoderBase):
     def _supports_packing(self) -> bool:
         return "segment_ids" in inspect.signature(self.model.call).parameters
 
-    def _forward(self, input_ids: np.ndarray, mask_name: str, mask: np.ndarray) -> np.ndarray:
+    def _forward(self, input_ids: np.ndarray, **mask: np.ndarray) -> np.ndarray:
         """The backbone's ``last_hidden_state`` (rows, seq, hidden) as float32 numpy."""
+        ((mask_name, mask),) = mask.items()  # segment_ids (packed rows) or attention_mask
         # One tf.function per batch shape: each traces (and XLA-compiles) once, never retraces.
         compiled = self.__dict__.setdefault("_compiled", {})
         shape = (mask_name, *np.shape(input_ids))

@@ -45,8 +45,9 @@ class SentenceEncoder(SentenceEncoderBase):
         return "segment_ids" in inspect.signature(self.model.forward).parameters
 
     @torch.inference_mode()
-    def _forward(self, input_ids: np.ndarray, mask_name: str, mask: np.ndarray) -> np.ndarray:
+    def _forward(self, input_ids: np.ndarray, **mask: np.ndarray) -> np.ndarray:
         """The backbone's ``last_hidden_state`` (rows, seq, hidden) as float32 numpy."""
+        ((mask_name, mask),) = mask.items()  # segment_ids (packed rows) or attention_mask
         device = self.model.device
         feed = {
             "input_ids": torch.from_numpy(np.asarray(input_ids, np.int64)).to(device),
