@@ -583,24 +583,15 @@ class TFXLMRobertaAttention(keras.layers.Layer):
         self.built = True
 
     def call(
-        self,
-        input_tensor: tf.Tensor,
-        attention_mask: tf.Tensor | None = None,
-        head_mask: tf.Tensor | None = None,
-        encoder_hidden_states: tf.Tensor | None = None,
-        past_key_value: tuple[tf.Tensor, ...] | None = None,
-        output_attentions: bool = False,
-        training: bool = False,
+        self, input_tensor: tf.Tensor, output_attentions: bool = False, training: bool = False, **tensors: Any
     ) -> tuple[tf.Tensor, tf.Tensor | None, tuple[tf.Tensor, tf.Tensor] | None]:
-        """``(output (batch, seq, hidden), probs or None, present key/value or None)``."""
+        """``(output (batch, seq, hidden), probs or None, present key/value or None)``.
+
+        ``tensors``: :class:`TFXLMRobertaSelfAttention`'s tensor arguments by name (``attention_mask``,
+        ``head_mask``, ``encoder_hidden_states``, ``past_key_value``; Keras takes tensors or None here).
+        """
         context, probs, present = self.self_attention(
-            input_tensor,
-            attention_mask=attention_mask,
-            head_mask=head_mask,
-            encoder_hidden_states=encoder_hidden_states,
-            past_key_value=past_key_value,
-            output_attentions=output_attentions,
-            training=training,
+            input_tensor, output_attentions=output_attentions, training=training, **tensors
         )
         return self.dense_output(context, input_tensor, training=training), probs, present
 
