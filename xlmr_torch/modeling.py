@@ -501,17 +501,11 @@ class XLMRobertaAttention(nn.Module):
         self.output = XLMRobertaSelfOutput(config)
 
     def forward(
-        self,
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        past_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
-        output_attentions: bool = False,
+        self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
-        context, probs, present = self.self(
-            hidden_states, attention_mask, head_mask, encoder_hidden_states, past_key_value, output_attentions
-        )
+        """:class:`XLMRobertaSelfAttention` (``args``, ``kwargs``: its arguments after ``hidden_states``),
+        then the output block: ``(output, probs or None, (key, value))``."""
+        context, probs, present = self.self(hidden_states, *args, **kwargs)
         return self.output(context, hidden_states), probs, present
 
 
