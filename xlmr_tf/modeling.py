@@ -962,19 +962,6 @@ def _unpack_inputs(arg_names: tuple[str, ...], args: tuple, kwargs: Mapping[str,
     return values
 
 
-# The call arguments :func:`xlmr.inputs.check_inputs` checks.
-_CHECKED_INPUTS = (
-    "input_ids",
-    "inputs_embeds",
-    "attention_mask",
-    "token_type_ids",
-    "position_ids",
-    "head_mask",
-    "encoder_hidden_states",
-    "encoder_attention_mask",
-    "segment_ids",
-)
-
 # The backbone's inputs among a model call's arguments.
 _BACKBONE_ARGS = (
     "input_ids",
@@ -1203,7 +1190,7 @@ class TFXLMRobertaPreTrainedModel(TFAdapterMixin, TFTrainingMixin, keras.Model):
     def _check_call(self, values: dict[str, Any]) -> dict[str, Any]:
         """Run the core's checks on one call; under tracing add graph asserts on the values."""
         config, head = self.config, self.head
-        infos = {name: array_info(values.get(name)) for name in _CHECKED_INPUTS}
+        infos = {name: array_info(values.get(name)) for name in core_inputs.INPUT_NAMES}
         past = values.get("past_key_values")
         shape = check_inputs(
             config, head, **infos, past_length=_past_length(past), has_cache=past is not None

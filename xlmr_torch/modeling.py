@@ -482,9 +482,11 @@ class XLMRobertaSelfAttention(nn.Module):
 class XLMRobertaSelfOutput(nn.Module):
     """Attention output projection, dropout, residual and LayerNorm."""
 
+    input_size_field = "hidden_size"  # the config field giving the dense layer's input width
+
     def __init__(self, config: XLMRobertaConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(getattr(config, self.input_size_field), config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -521,17 +523,11 @@ class XLMRobertaIntermediate(nn.Module):
         return self.intermediate_act_fn(self.dense(hidden_states))
 
 
-class XLMRobertaOutput(nn.Module):
-    """Feed-forward contraction: intermediate -> hidden, dropout, residual and LayerNorm."""
+class XLMRobertaOutput(XLMRobertaSelfOutput):
+    """Feed-forward contraction: intermediate -> hidden, dropout, residual and LayerNorm (the
+    self-output's layers, reading ``config.intermediate_size`` features)."""
 
-    def __init__(self, config: XLMRobertaConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+    input_size_field = "intermediate_size"
 
 
 class XLMRobertaLayer(nn.Module):
