@@ -180,17 +180,11 @@ class TFAdapterMixin(AdapterHostMixin):
 
     @property
     def non_trainable_weights(self) -> list:
-        if not self._has_adapters():
-            return super().non_trainable_weights
-        trained = {id(v) for v in self.trainable_weights}
-        return [w for w in self.weights if id(w) not in trained]
+        return self._untrained(self.weights) if self._has_adapters() else super().non_trainable_weights
 
     @property
     def non_trainable_variables(self) -> list:
-        if not self._has_adapters():
-            return super().non_trainable_variables
-        trained = {id(v) for v in self.trainable_weights}
-        return [v for v in self.variables if id(v) not in trained]
+        return self._untrained(self.variables) if self._has_adapters() else super().non_trainable_variables
 
     def save(self, filepath: Any, *args: Any, **kwargs: Any) -> Any:
         """Keras' ``save``; refused while an adapter is attached (Keras would leave it out)."""
@@ -259,6 +253,11 @@ class TFAdapterMixin(AdapterHostMixin):
             trainable,
             [vmap[k][0] for k in plan.saved],
         )
+
+    def _untrained(self, variables: list) -> list:
+        """``variables`` less the adapter's trained ones."""
+        trained = {id(v) for v in self.trainable_weights}
+        return [v for v in variables if id(v) not in trained]
 
     def _adapter_trainables(self) -> list:
         state = self._adapter_state()

@@ -60,6 +60,35 @@ class EncodeOptions:
     split_special_tokens: bool | None = None
 
 
+def _strategy(value: Any, what: str, off: str, on: str, strategies: tuple[str, ...]) -> str:
+    """A ``padding`` / ``truncation`` argument (bool, None, a strategy name or HF's enum) as a strategy."""
+    value = getattr(value, "value", value)
+    if value is False or value is None:
+        return off
+    if value is True:
+        return on
+    if isinstance(value, str) and value in strategies:
+        return value
+    raise ValueError(f"Unknown {what} strategy {value!r}; use True, False or one of {strategies}")
+
+
+# The special-token arguments of the tokenizers' ``__init__``, in the order they are registered.
+_INIT_SPECIAL_TOKENS = (
+    "bos_token",
+    "eos_token",
+    "sep_token",
+    "cls_token",
+    "unk_token",
+    "pad_token",
+    "mask_token",
+)
+
+
+def special_token_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The special tokens among a tokenizer ``__init__``'s ``arguments`` (its ``locals()``)."""
+    return {name: arguments[name] for name in _INIT_SPECIAL_TOKENS}
+
+
 # ``__call__``'s arguments that are not encoding options.
 _CALL_INPUTS = ("self", "text", "text_pair", "text_target", "text_pair_target", "kwargs")
 
@@ -75,13 +104,7 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
 
     def __init__(
         self,
-        bos_token="<s>",
-        eos_token="</s>",
-        sep_token="</s>",
-        cls_token="<s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="<mask>",
+        special_tokens: Mapping[str, Any],
         additional_special_tokens=None,
         model_max_length: int | None = None,
         padding_side: str = "right",
@@ -91,6 +114,8 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
         model_input_names: list[str] | None = None,
         **kwargs,
     ) -> None:
+        """``special_tokens``: the subclass's ``bos_token`` ... ``mask_token`` arguments by name
+        (:func:`special_token_arguments`); the rest as HF's tokenizer ``__init__`` takes them."""
         for side_name, side in (("padding_side", padding_side), ("truncation_side", truncation_side)):
             if side not in ("right", "left"):
                 raise ValueError(f"{side_name} must be 'right' or 'left', got {side!r}")
@@ -107,18 +132,7 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
         for key in ("tokenizer_class", "extra_special_tokens", "auto_map", "processor_class", "legacy"):
             kwargs.pop(key, None)
         self._extra_init_kwargs = {k: v for k, v in kwargs.items() if _jsonable(v)}
-        self._init_special_tokens(
-            {
-                "bos_token": bos_token,
-                "eos_token": eos_token,
-                "sep_token": sep_token,
-                "cls_token": cls_token,
-                "unk_token": unk_token,
-                "pad_token": pad_token,
-                "mask_token": mask_token,
-            },
-            additional_special_tokens,
-        )
+        self._init_special_tokens(dict(special_tokens), additional_special_tokens)
 
     @classmethod
     def _from_spm_bytes(cls, data: bytes, **kwargs):
@@ -212,34 +226,21 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
             truncation = "longest_first"
 
         padding = getattr(padding, "value", padding)
-        if padding is False or padding is None:
-            padding_strategy = "do_not_pad"
-        elif padding is True:
-            if verbose and max_length is not None and truncation in (None, False, "do_not_truncate"):
-                warnings.warn(
-                    "`max_length` is ignored when `padding`=`True` and there is no truncation strategy. "
-                    "To pad to max length, use `padding='max_length'`.",
-                    stacklevel=stacklevel,
-                )
-            padding_strategy = "longest"
-        elif isinstance(padding, str) and padding in PADDING_STRATEGIES:
-            padding_strategy = padding
-        else:
-            raise ValueError(
-                f"Unknown padding strategy {padding!r}; use True, False or one of {PADDING_STRATEGIES}"
+        if (
+            padding is True
+            and verbose
+            and max_length is not None
+            and truncation in (None, False, "do_not_truncate")
+        ):
+            warnings.warn(
+                "`max_length` is ignored when `padding`=`True` and there is no truncation strategy. "
+                "To pad to max length, use `padding='max_length'`.",
+                stacklevel=stacklevel,
             )
-
-        truncation = getattr(truncation, "value", truncation)
-        if truncation is False or truncation is None:
-            truncation_strategy = "do_not_truncate"
-        elif truncation is True:
-            truncation_strategy = "longest_first"
-        elif isinstance(truncation, str) and truncation in TRUNCATION_STRATEGIES:
-            truncation_strategy = truncation
-        else:
-            raise ValueError(
-                f"Unknown truncation strategy {truncation!r}; use True, False or one of {TRUNCATION_STRATEGIES}"
-            )
+        padding_strategy = _strategy(padding, "padding", "do_not_pad", "longest", PADDING_STRATEGIES)
+        truncation_strategy = _strategy(
+            truncation, "truncation", "do_not_truncate", "longest_first", TRUNCATION_STRATEGIES
+        )
 
         if max_length is None:
             if padding_strategy == "max_length":

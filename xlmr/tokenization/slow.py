@@ -17,7 +17,7 @@ from tokenizers import AddedToken
 
 from ._spm import FAIRSEQ_OFFSET, SPIECE_UNDERLINE, load_processor, read_model_bytes
 from ._text_inputs import InvalidTextInputError, _check_text, _raise_for_surrogates
-from .base import TRUNCATION_STRATEGIES, EncodeOptions, _XLMRobertaTokenizerBase
+from .base import TRUNCATION_STRATEGIES, EncodeOptions, _XLMRobertaTokenizerBase, special_token_arguments
 from .batch_encoding import BatchEncoding, _to_py
 from .serialization import VOCAB_FILE, _dir_file
 from .special_tokens import _added_token_dict, _to_added_token, _with_special
@@ -73,9 +73,7 @@ class XLMRobertaTokenizer(_XLMRobertaTokenizerBase):
         self.fairseq_tokens_to_ids = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
         self.fairseq_tokens_to_ids["<mask>"] = len(self.sp_model) + self.fairseq_offset
         self.fairseq_ids_to_tokens = {v: k for k, v in self.fairseq_tokens_to_ids.items()}
-        super().__init__(
-            bos_token, eos_token, sep_token, cls_token, unk_token, pad_token, mask_token, **kwargs
-        )
+        super().__init__(special_token_arguments(locals()), **kwargs)
         self._added_tokens_decoder: dict[int, AddedToken] = {}
         self._added_tokens_encoder: dict[str, int] = {}
         for idx, tok in sorted(added_tokens_decoder.items()):
