@@ -7,7 +7,8 @@ opens a file lazily (tensor by tensor); :func:`convert` is the ``xlmr-convert`` 
 Modules: ``safetensors_io``, ``torch_io``, ``h5_io`` (tf_model.h5), ``msgpack_io``
 (flax_model.msgpack) -- one per format, each with ``open_checkpoint`` / ``read`` / ``stage`` /
 ``write``; ``common`` (lazy tensors, shards, atomic staging); ``convert`` and ``cli``; ``adapters`` (PEFT
-LoRA adapter directories in and out, merging one into a checkpoint); ``onnx_export`` (``--to onnx``:
+LoRA adapter directories in and out, merging one into a checkpoint); ``adapter_host`` (HF's
+``PeftAdapterMixin`` calls, shared by the TF and Flax models); ``onnx_export`` (``--to onnx``:
 ONNX graphs for ONNX Runtime, needs torch and onnxruntime). Sources may be Hub repo ids
 (``org/name[@revision]``), resolved by :mod:`xlmr._hub`.
 """

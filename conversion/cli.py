@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import signal
 import sys
 import threading
 
+from xlmr._cli import OneLineParser, parse_or_status, report_error
 from xlmr._fileio import Terminated
 from xlmr.heads import HEAD_NAMES
 
@@ -30,14 +30,8 @@ def _format(name: str) -> str:
     return FORMAT_ALIASES.get(name.lower(), name)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage dump
-        print(f"error: {message} (see xlmr-convert --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="xlmr-convert",
         description="Convert an HF-layout XLM-RoBERTa checkpoint between safetensors, PyTorch, TF (h5) and "
         "Flax (msgpack) weight files. DST receives the weight file, config.json and SRC's tokenizer files.",
@@ -138,11 +132,9 @@ def _sigterm_raises():
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:  # --help, or a bad argument (already reported in one line)
-        return int(exit_.code or 0)
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
+    args = parse_or_status(build_parser(), argv)
+    if isinstance(args, int):
+        return args
     onnx_only = [flag for flag, value in (("--optimize", args.optimize), ("--quantize", args.quantize),
                                           ("--opset", args.opset), ("--head", args.head)) if value]  # fmt: skip
     if args.to != "onnx" and onnx_only:
@@ -186,9 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: terminated; no file was replaced", file=sys.stderr)
         return 143
     except (OSError, ValueError, KeyError, ImportError, RuntimeError) as err:
-        message = " ".join(str(err).split()) or type(err).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+        return report_error(err)
     print(summary.line())
     return 0
 

@@ -41,6 +41,22 @@ TOKENIZER_FILES = (
 )
 
 
+def copy_tokenizer_files(src_dir: Path, dest: Path, root: str | os.PathLike | None = None) -> list[str]:
+    """Copy the tokenizer files ``src_dir`` holds into ``dest``; returns their names.
+
+    Args:
+        src_dir: The source checkpoint directory (each name must resolve inside it, or ``root``).
+        dest: The directory being written.
+        root: Widens the allowed tree (:func:`xlmr._fileio.contained_path`).
+    """
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (src_dir / name).is_file():
+            shutil.copyfile(contained_path(src_dir, name, what="tokenizer file", root=root), dest / name)
+            copied.append(name)
+    return copied
+
+
 @dataclass
 class Summary:
     """What a conversion did."""
@@ -200,14 +216,7 @@ def convert(
             raise
         out_cfg = cfg.copy(architectures=[head.torch_class], **({"torch_dtype": dtype} if dtype else {}))
         out_cfg.save_pretrained(stage.path)
-        tokenizer = []
-        if not in_place:
-            for file in TOKENIZER_FILES:
-                if (src_dir / file).is_file():
-                    shutil.copyfile(
-                        contained_path(src_dir, file, what="tokenizer file", root=root), stage.path / file
-                    )
-                    tokenizer.append(file)
+        tokenizer = [] if in_place else copy_tokenizer_files(src_dir, stage.path, root)
 
         def carry_over(entry: str) -> bool:
             fmt = io.weight_file_format(entry)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -40,13 +39,13 @@ from typing import Any
 import numpy as np
 
 from xlmr import _hub
-from xlmr._fileio import StagedDirectory, contained_path
+from xlmr._fileio import StagedDirectory
 from xlmr.config import XLMRobertaConfig
 from xlmr.heads import Head, get_head
 
 from . import io
 from .common import CheckpointError
-from .convert import TOKENIZER_FILES, resolve_source
+from .convert import TOKENIZER_FILES, copy_tokenizer_files, resolve_source
 
 logger = logging.getLogger("xlmr")
 
@@ -386,13 +385,7 @@ def export_onnx(
                 f"cosine {verify_onnx(quantized, graph, batches, cosine=True):.4f} to float32"
             )
         config.copy(architectures=[head.torch_class]).save_pretrained(stage.path)
-        tokenizer = []
-        for name in TOKENIZER_FILES:
-            if (src_dir / name).is_file():
-                shutil.copyfile(
-                    contained_path(src_dir, name, what="tokenizer file", root=root), stage.path / name
-                )
-                tokenizer.append(name)
+        tokenizer = copy_tokenizer_files(src_dir, stage.path, root)
 
         def carry_over(entry: str) -> bool:
             if _onnx_file(entry) or io.weight_file_format(entry):  # stale graphs or weights of another model

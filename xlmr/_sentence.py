@@ -164,10 +164,27 @@ class SentenceEncoderBase:
     """The framework-neutral sentence encoder; ``xlmr_torch.SentenceEncoder``,
     ``xlmr_tf.TFSentenceEncoder`` and ``xlmr_flax.FlaxSentenceEncoder`` add one backend forward.
 
+    Loads a sentence-transformers directory (modules.json: Transformer, Pooling, Dense, Normalize)
+    or a plain HF XLM-R directory (mean pooling), runs the backbone on packed rows
+    (``segment_ids``: no padding computed) and gives sentence-transformers' embeddings.
+
     Subclasses implement ``_load_model(directory, **kwargs)`` (classmethod),
-    ``_save_model(directory, format)``, ``_supports_packing()``,
-    ``_forward(input_ids, attention_mask=None, segment_ids=None) -> np.ndarray`` (the backbone's
-    ``last_hidden_state``) and ``_to_tensor(array)``.
+    ``_supports_packing()``, ``_forward(input_ids, **mask) -> np.ndarray`` (the backbone's
+    ``last_hidden_state``; ``mask`` is one keyword: ``segment_ids=`` for packed rows, else
+    ``attention_mask=``) and ``_to_tensor(array)``.
+
+    Args:
+        model: The backbone (the backend's ``XLMRobertaModel``).
+        tokenizer: An xlmr XLM-R tokenizer.
+        layout: The modules and settings (:func:`xlmr._sentence.read_layout`).
+        packed: Packed rows (None: when the backbone takes ``segment_ids``) or padded batches.
+
+    Example (the same with ``xlmr_tf.TFSentenceEncoder`` or ``xlmr_flax.FlaxSentenceEncoder``):
+        >>> from xlmr_torch import SentenceEncoder
+        >>> encoder = SentenceEncoder.from_pretrained("path/to/multilingual-e5-base")  # doctest: +SKIP
+        >>> q = encoder.encode(["how do I bake bread?"], prompt_name="query")  # doctest: +SKIP
+        >>> d = encoder.encode(["Bread needs flour, water, salt and yeast."], prompt_name="passage")  # doctest: +SKIP
+        >>> encoder.similarity(q, d)  # doctest: +SKIP
     """
 
     framework = "numpy"
@@ -561,17 +578,12 @@ class SentenceEncoderBase:
         raise NotImplementedError
 
     def _save_model(self, directory: Path, format: str) -> None:
-        raise NotImplementedError
+        self.model.save_pretrained(str(directory), format=format)
 
     def _supports_packing(self) -> bool:
         raise NotImplementedError
 
-    def _forward(
-        self,
-        input_ids: np.ndarray,
-        attention_mask: np.ndarray | None = None,
-        segment_ids: np.ndarray | None = None,
-    ) -> np.ndarray:
+    def _forward(self, input_ids: np.ndarray, **mask: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def _to_tensor(self, array: np.ndarray) -> Any:

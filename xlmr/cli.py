@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import ray_jobs
+from ._cli import OneLineParser
 
 PROG = "xlmr"
 BACKENDS = ("torch", "tf", "flax")
@@ -46,12 +47,6 @@ _DELEGATED: dict[str, tuple[str, str]] = {
 EMBED_MODULE = "xlmr.cli_embed"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage dump
-        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def _embed_module():
     try:
         return importlib.import_module(EMBED_MODULE)
@@ -62,12 +57,12 @@ def _embed_module():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog=PROG,
         description="XLM-RoBERTa for PyTorch, TensorFlow and Flax: task pipelines, checkpoint conversion, demo.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     run = sub.add_parser("run", help="run a task pipeline over texts; JSON lines out", description=run_doc())
     add_run_arguments(run)
     run.set_defaults(func=run_task)
@@ -262,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         if argv and argv[0] == "run":  # options and texts in any order
-            run = _Parser(prog=f"{PROG} run", description=run_doc())
+            run = OneLineParser(prog=f"{PROG} run", description=run_doc())
             add_run_arguments(run)
             args = run.parse_intermixed_args(argv[1:])
             args.command, args.func = "run", run_task

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import logging
 import os
 import sys
 from pathlib import Path
 
 from . import ray_jobs
+from ._cli import OneLineParser, parse_or_status, report_error
 
 BACKENDS = ("torch", "tf", "flax")
 _ENCODERS = {"torch": ("xlmr_torch", "SentenceEncoder"), "tf": ("xlmr_tf", "TFSentenceEncoder"),
@@ -114,23 +114,14 @@ def save_npy(path: str | os.PathLike, array) -> None:
     """``np.save`` to ``path`` atomically (temporary file beside it, fsync, rename)."""
     import numpy as np
 
-    from ._fileio import temp_path
+    from ._fileio import atomic_write
 
     path = Path(path)
     if path.is_dir():
         raise EmbedError(f"output {path} is a directory")
     if not path.parent.is_dir():
         raise EmbedError(f"output directory {path.parent} does not exist")
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -165,9 +156,7 @@ def run(args: argparse.Namespace) -> int:
         print("error: interrupted; the output was not written", file=sys.stderr)
         return 130
     except (EmbedError, OSError, ValueError, TypeError, ImportError) as err:
-        message = " ".join(str(err).split()) or type(err).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+        return report_error(err)
     stats = encoder.last_stats
     print(
         f"embedded {stats.texts:,} texts ({stats.tokens:,} tokens) in {stats.seconds:.2f} s, "
@@ -202,21 +191,13 @@ def run_ray(args: argparse.Namespace) -> int:
         print("error: interrupted; the files already written are complete, rerun to finish", file=sys.stderr)
         return 130
     except (EmbedError, OSError, ValueError, TypeError, ImportError) as err:
-        message = " ".join(str(err).split()) or type(err).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+        return report_error(err)
     print(ray_jobs.summary(f"embedded ({backend})", result))
     return 0
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage dump
-        print(f"error: {message} (see xlmr-embed --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="xlmr-embed",
         description="Embed texts (one per line) with an XLM-R sentence encoder into a .npy file.",
     )
@@ -224,12 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exit_:  # --help, or a bad argument (already reported in one line)
-        return int(exit_.code or 0)
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
-    return run(args)
+    args = parse_or_status(build_parser(), argv)
+    return args if isinstance(args, int) else run(args)
 
 
 if __name__ == "__main__":

@@ -130,6 +130,20 @@ def _check_range(name: str, info: ArrayInfo, high: int, what: str, noun: str = "
     )
 
 
+#: The array arguments :func:`check_inputs` checks, in its order (a model call's inputs by name).
+INPUT_NAMES = (
+    "input_ids",
+    "inputs_embeds",
+    "attention_mask",
+    "token_type_ids",
+    "position_ids",
+    "head_mask",
+    "encoder_hidden_states",
+    "encoder_attention_mask",
+    "segment_ids",
+)
+
+
 def check_inputs(
     config: XLMRobertaConfig,
     head: Head,

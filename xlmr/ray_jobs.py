@@ -413,7 +413,7 @@ class _ShardWorker:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from ._fileio import temp_path
+        from ._fileio import atomic_write
 
         ids, texts, questions = self._read(shard)
         results = self.compute(texts, questions)
@@ -427,16 +427,7 @@ class _ShardWorker:
         table = table.replace_schema_metadata({_SHARD_KEY: json.dumps(shard.key()).encode()})
         output = Path(shard.output)
         output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path(output)
-        try:
-            with open(tmp, "wb") as f:
-                pq.write_table(table, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, output)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(output, lambda f: pq.write_table(table, f))
 
     def compute(self, texts: list[str], questions: list[str] | None) -> dict[str, Any]:
         raise NotImplementedError

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import flax.linen as nn
@@ -42,6 +42,7 @@ import numpy as np
 
 import conversion
 from conversion import adapters as adapter_io
+from conversion.adapter_host import AdapterHostMixin
 from xlmr import adapters as A
 from xlmr import weights as W
 from xlmr.adapters import LoraConfig
@@ -62,7 +63,7 @@ class _Adapter:
 class _AdapterState:
     """The adapters of one model, the active one and whether adapters are enabled."""
 
-    adapters: dict[str, _Adapter]
+    adapters: dict[str, _Adapter] = field(default_factory=dict)
     active: str | None = None
     enabled: bool = True
 
@@ -119,98 +120,16 @@ def _lora_interceptor(plan: A.AdapterPlan, deterministic: bool):
     return intercept
 
 
-class FlaxAdapterMixin:
+class FlaxAdapterMixin(AdapterHostMixin):
     """HF's ``PeftAdapterMixin`` methods for the Flax models (LoRA in PEFT's format), and ``merge_adapter``.
 
-    See the module docstring for where the adapter lives and how it is computed and trained.
+    The registry and the calls are :class:`conversion.adapter_host.AdapterHostMixin`'s; see the module
+    docstring for where the adapter lives and how it is computed and trained.
     """
 
-    # -- HF's PeftAdapterMixin ------------------------------------------------------------------
-    def add_adapter(self, adapter_config: Any, adapter_name: str | None = None) -> None:
-        """Attach fresh LoRA branches and make them the active adapter, as HF's ``add_adapter``.
+    _adapter_state_class = _AdapterState
 
-        B starts at zero (PEFT's ``init_lora_weights=True``), so the model's outputs do not change
-        until it is trained; ``modules_to_save`` start as copies of the model's weights.
-
-        Args:
-            adapter_config: A :class:`xlmr.adapters.LoraConfig`, a ``peft.LoraConfig`` or an
-                ``adapter_config.json`` dict.
-            adapter_name: Its name (``"default"``).
-        """
-        name = adapter_name or A.DEFAULT_ADAPTER_NAME
-        state = self._adapter_state(create=True)
-        if name in state.adapters:
-            raise ValueError(f"Adapter with name {name} already exists. Please use a different name.")
-        config = LoraConfig.coerce(adapter_config, source="add_adapter").copy(
-            base_model_name_or_path=getattr(self, "name_or_path", None), inference_mode=False
-        )
-        plan = A.plan_adapter(config, self.config, self.head, type(self).__name__)
-        seed = int(jax.random.randint(jax.random.fold_in(self.key, len(state.adapters)), (), 0, 2**31 - 1))
-        weights = A.init_weights(plan, self._base_weights(plan.saved), seed)
-        state.adapters[name] = _Adapter(plan, _to_tree(weights), trainable=True)
-        self.set_adapter(name)
-
-    def load_adapter(
-        self,
-        peft_model_id: str | Any | None = None,
-        adapter_name: str | None = None,
-        peft_config: Any = None,
-        adapter_state_dict: Mapping[str, Any] | None = None,
-        is_trainable: bool = False,
-    ) -> None:
-        """Load a PEFT LoRA adapter (unmerged: its branches run beside the frozen weights).
-
-        The first adapter loaded becomes the active one; later ones wait for :meth:`set_adapter`.
-        Call :meth:`merge_adapter` afterwards to fold it into the weights.
-
-        Args:
-            peft_model_id: A local PEFT adapter directory (``adapter_config.json`` +
-                ``adapter_model.safetensors`` or ``adapter_model.bin``).
-            adapter_name: Its name (``"default"``).
-            peft_config: The adapter config, with ``adapter_state_dict`` instead of a directory.
-            adapter_state_dict: The adapter's weights under PEFT's keys (numpy, torch, jax...).
-            is_trainable: Train it further (:func:`xlmr_flax.training.make_train_step`).
-        """
-        name = adapter_name or A.DEFAULT_ADAPTER_NAME
-        state = self._adapter_state(create=True)
-        if name in state.adapters:
-            raise ValueError(f"Adapter with name {name} already exists. Please use a different name.")
-        config, weights, source = adapter_io.read_source(peft_model_id, peft_config, adapter_state_dict)
-        plan = A.plan_adapter(
-            config.copy(inference_mode=not is_trainable), self.config, self.head, type(self).__name__
-        )
-        checked = A.check_state_dict(plan, weights, source)
-        state.adapters[name] = _Adapter(plan, _to_tree(checked), trainable=bool(is_trainable))
-        if state.active is None:
-            state.active = name
-
-    def set_adapter(self, adapter_name: str | list[str]) -> None:
-        """Make ``adapter_name`` the active adapter (one at a time)."""
-        state = self._loaded_state()
-        if isinstance(adapter_name, list | tuple):
-            if len(adapter_name) != 1:
-                raise ValueError(f"one adapter is active at a time, got {list(adapter_name)}")
-            adapter_name = adapter_name[0]
-        if adapter_name not in state.adapters:
-            raise ValueError(
-                f"Adapter with name {adapter_name} not found. Please pass the correct adapter name among "
-                f"{list(state.adapters)}"
-            )
-        state.active = adapter_name
-
-    def disable_adapters(self) -> None:
-        """Run the base model alone (LoRA branches off, the original ``modules_to_save``)."""
-        self._loaded_state().enabled = False
-
-    def enable_adapters(self) -> None:
-        """Run the active adapter again after :meth:`disable_adapters`."""
-        self._loaded_state().enabled = True
-
-    def active_adapters(self) -> list[str]:
-        """The active adapter's name, in a list (HF's return type)."""
-        state = self._loaded_state()
-        return [state.active] if state.active is not None else []
-
+    # -- HF's PeftAdapterMixin (the rest: AdapterHostMixin) ----------------------------------------
     def get_adapter_state_dict(self, adapter_name: str | None = None) -> dict[str, np.ndarray]:
         """The adapter's weights, canonical keys (``...query.lora_A.weight``) in PyTorch layouts, as HF's
         ``get_adapter_state_dict`` returns them (PEFT's files add ``base_model.model.``).
@@ -219,18 +138,6 @@ class FlaxAdapterMixin:
             adapter_name: The adapter (the active one by default).
         """
         return _from_tree(self._adapter(adapter_name).params)
-
-    def delete_adapter(self, adapter_names: str | list[str]) -> None:
-        """Remove adapters (the model runs without them)."""
-        state = self._loaded_state()
-        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
-        missing = [n for n in names if n not in state.adapters]
-        if missing:
-            raise ValueError(f"no adapter named {', '.join(missing)}; loaded: {list(state.adapters)}")
-        for n in names:
-            del state.adapters[n]
-        if state.active in names:
-            state.active = next(iter(state.adapters), None)
 
     def merge_adapter(self, adapter_name: str | None = None) -> None:
         """Fold an adapter into ``model.params`` and remove it (PEFT's ``merge_and_unload``): each
@@ -244,15 +151,9 @@ class FlaxAdapterMixin:
         adapter = self._adapter(name)
         plan = adapter.plan
         keys = [f"{m}.weight" for m in plan.targets] + list(plan.saved)
-        merged = A.merge(plan, self._base_weights(keys), _from_tree(adapter.params))
+        merged = A.merge(plan, self._read_weights(keys), _from_tree(adapter.params))
         self.params = combine(self.params, _to_tree({k: merged[k] for k in keys}))
         self.delete_adapter(name)
-
-    @property
-    def peft_config(self) -> dict[str, LoraConfig]:
-        """``{adapter name: its config}`` (HF's attribute)."""
-        state = self._adapter_state()
-        return {} if state is None else {n: a.plan.config for n, a in state.adapters.items()}
 
     # -- the adapter tree -----------------------------------------------------------------------
     @property
@@ -275,10 +176,6 @@ class FlaxAdapterMixin:
         adapter.params = jax.tree_util.tree_map(jnp.asarray, dict(tree))
 
     # -- hooks for modeling.py and training.py ----------------------------------------------------
-    def _has_adapters(self) -> bool:
-        state = self._adapter_state()
-        return state is not None and bool(state.adapters)
-
     def _adapted(
         self, params: Mapping | None, train: bool
     ) -> tuple[Mapping, contextlib.AbstractContextManager]:
@@ -321,26 +218,16 @@ class FlaxAdapterMixin:
         )
 
     # -- internals -------------------------------------------------------------------------------
-    def _adapter_state(self, create: bool = False) -> _AdapterState | None:
-        state = self.__dict__.get("_adapters_state")
-        if state is None and create:
-            state = self.__dict__["_adapters_state"] = _AdapterState({})
-        return state
+    def _adapter_seed(self) -> int:
+        n = len(self._adapter_state(create=True).adapters)
+        return int(jax.random.randint(jax.random.fold_in(self.key, n), (), 0, 2**31 - 1))
 
-    def _loaded_state(self) -> _AdapterState:
-        state = self._adapter_state()
-        if state is None or not state.adapters:
-            raise ValueError("No adapter loaded. Please load an adapter first.")
-        return state
+    def _attach(
+        self, name: str, plan: A.AdapterPlan, weights: Mapping[str, np.ndarray], trainable: bool
+    ) -> None:
+        self._adapter_state(create=True).adapters[name] = _Adapter(plan, _to_tree(weights), trainable)
 
-    def _adapter(self, name: str | None) -> _Adapter:
-        state = self._loaded_state()
-        name = state.active if name is None else name
-        if name not in state.adapters:
-            raise ValueError(f"no adapter named {name!r}; loaded: {list(state.adapters)}")
-        return state.adapters[name]
-
-    def _base_weights(self, keys: Any) -> dict[str, np.ndarray]:
+    def _read_weights(self, keys: Any) -> dict[str, np.ndarray]:
         """Canonical numpy arrays of some of ``model.params``' weights."""
         flat = W.flatten_tree(self.params)
         out = {}

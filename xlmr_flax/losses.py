@@ -24,22 +24,13 @@ import optax
 
 from xlmr.config import XLMRobertaConfig
 from xlmr.heads import Head, get_head
-from xlmr.inputs import ArrayInfo
+from xlmr.inputs import INPUT_NAMES, ArrayInfo
 from xlmr.losses import IGNORE_INDEX, check_labels, loss_spec, problem_type, span_ignored_index
 
 from .modeling import array_info
 
 #: Model call arguments (everything else in a batch is a label or ignored).
-MODEL_INPUTS = (
-    "input_ids",
-    "attention_mask",
-    "token_type_ids",
-    "position_ids",
-    "head_mask",
-    "encoder_hidden_states",
-    "encoder_attention_mask",
-    "segment_ids",
-)
+MODEL_INPUTS = tuple(name for name in INPUT_NAMES if name != "inputs_embeds")
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, ignore_index: int = IGNORE_INDEX) -> jax.Array:

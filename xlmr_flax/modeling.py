@@ -318,11 +318,8 @@ def _dropout_rate(config: XLMRobertaConfig) -> float:
 
 
 # -- modules -----------------------------------------------------------------------------------
-class FlaxXLMRobertaEmbeddings(nn.Module):
-    """Word + position + token type embeddings, then LayerNorm and dropout.
-
-    Rows holding an id outside its table come out as NaN (see the module docstring): eager calls
-    never get here with one, traced calls must not return a finite answer for one.
+class _ConfigModule(nn.Module):
+    """A module of the model, built from the configuration and computing in ``dtype``.
 
     Args:
         config: The model configuration.
@@ -331,6 +328,14 @@ class FlaxXLMRobertaEmbeddings(nn.Module):
 
     config: XLMRobertaConfig
     dtype: Any = jnp.float32
+
+
+class FlaxXLMRobertaEmbeddings(_ConfigModule):
+    """Word + position + token type embeddings, then LayerNorm and dropout.
+
+    Rows holding an id outside its table come out as NaN (see the module docstring): eager calls
+    never get here with one, traced calls must not return a finite answer for one.
+    """
 
     def setup(self) -> None:
         cfg = self.config
@@ -477,16 +482,8 @@ class FlaxXLMRobertaSelfAttention(nn.Module):
         return context, (probs if output_attentions else None)
 
 
-class FlaxXLMRobertaSelfOutput(nn.Module):
-    """Attention output projection, dropout, residual and LayerNorm.
-
-    Args:
-        config: The model configuration.
-        dtype: Computation dtype.
-    """
-
-    config: XLMRobertaConfig
-    dtype: Any = jnp.float32
+class FlaxXLMRobertaSelfOutput(_ConfigModule):
+    """Attention output projection, dropout, residual and LayerNorm."""
 
     def setup(self) -> None:
         self.dense = _dense(self.config.hidden_size, self.config, self.dtype)
@@ -527,35 +524,15 @@ class FlaxXLMRobertaAttention(nn.Module):
         hidden_states: Array,
         attention_mask: Array | None,
         layer_head_mask: Array | None = None,
-        key_value_states: Array | None = None,
-        init_cache: bool = False,
-        deterministic: bool = True,
-        output_attentions: bool = False,
-        segment_ids: Array | None = None,
+        **kwargs: Any,
     ) -> tuple[Array, Array | None]:
-        context, probs = self.self(
-            hidden_states,
-            attention_mask,
-            layer_head_mask=layer_head_mask,
-            key_value_states=key_value_states,
-            init_cache=init_cache,
-            deterministic=deterministic,
-            output_attentions=output_attentions,
-            segment_ids=segment_ids,
-        )
-        return self.output(context, hidden_states, deterministic=deterministic), probs
+        """Run :class:`FlaxXLMRobertaSelfAttention` (``kwargs``: its keyword arguments), then the output block."""
+        context, probs = self.self(hidden_states, attention_mask, layer_head_mask, **kwargs)
+        return self.output(context, hidden_states, deterministic=kwargs.get("deterministic", True)), probs
 
 
-class FlaxXLMRobertaIntermediate(nn.Module):
-    """Feed-forward expansion with the configured activation.
-
-    Args:
-        config: The model configuration.
-        dtype: Computation dtype.
-    """
-
-    config: XLMRobertaConfig
-    dtype: Any = jnp.float32
+class FlaxXLMRobertaIntermediate(_ConfigModule):
+    """Feed-forward expansion with the configured activation."""
 
     def setup(self) -> None:
         self.dense = _dense(self.config.intermediate_size, self.config, self.dtype)
@@ -565,16 +542,8 @@ class FlaxXLMRobertaIntermediate(nn.Module):
         return self.activation(self.dense(hidden_states))
 
 
-class FlaxXLMRobertaOutput(nn.Module):
-    """Feed-forward projection back to ``hidden_size``, dropout, residual and LayerNorm.
-
-    Args:
-        config: The model configuration.
-        dtype: Computation dtype.
-    """
-
-    config: XLMRobertaConfig
-    dtype: Any = jnp.float32
+class FlaxXLMRobertaOutput(_ConfigModule):
+    """Feed-forward projection back to ``hidden_size``, dropout, residual and LayerNorm."""
 
     def setup(self) -> None:
         self.dense = _dense(self.config.hidden_size, self.config, self.dtype)
@@ -586,7 +555,7 @@ class FlaxXLMRobertaOutput(nn.Module):
         return self.LayerNorm(hidden_states + attention_output)
 
 
-class FlaxXLMRobertaLayer(nn.Module):
+class FlaxXLMRobertaLayer(_ConfigModule):
     """One transformer layer: self-attention, optional cross-attention, feed-forward.
 
     Returns ``(hidden_states, self_attention_probs, cross_attention_probs)``; the probabilities
@@ -595,11 +564,7 @@ class FlaxXLMRobertaLayer(nn.Module):
     Args:
         config: The model configuration (``is_decoder`` makes self-attention causal,
             ``add_cross_attention`` adds ``crossattention``).
-        dtype: Computation dtype.
     """
-
-    config: XLMRobertaConfig
-    dtype: Any = jnp.float32
 
     def setup(self) -> None:
         self.attention = FlaxXLMRobertaAttention(self.config, causal=self.config.is_decoder, dtype=self.dtype)
@@ -647,21 +612,17 @@ class FlaxXLMRobertaLayer(nn.Module):
         return hidden_states, self_probs, cross_probs
 
 
-class FlaxXLMRobertaLayerCollection(nn.Module):
+class FlaxXLMRobertaLayerCollection(_ConfigModule):
     """The stack of layers, named ``"0"``, ``"1"``... (HF's parameter layout), optionally rematerialised.
 
     Returns ``(hidden_states, all_hidden_states, all_attentions, all_cross_attentions)``; the
     tuples are None unless requested.
 
     Args:
-        config: The model configuration.
-        dtype: Computation dtype.
         gradient_checkpointing: Wrap each layer in ``nn.remat`` (activations recomputed in the
             backward pass; same gradients, less memory).
     """
 
-    config: XLMRobertaConfig
-    dtype: Any = jnp.float32
     gradient_checkpointing: bool = False
 
     def setup(self) -> None:
@@ -717,17 +678,13 @@ class FlaxXLMRobertaLayerCollection(nn.Module):
         return hidden_states, all_hidden, all_attentions, all_cross
 
 
-class FlaxXLMRobertaEncoder(nn.Module):
+class FlaxXLMRobertaEncoder(_ConfigModule):
     """The transformer encoder: ``layer`` holds the layer stack.
 
     Args:
-        config: The model configuration.
-        dtype: Computation dtype.
         gradient_checkpointing: Rematerialise each layer.
     """
 
-    config: XLMRobertaConfig
-    dtype: Any = jnp.float32
     gradient_checkpointing: bool = False
 
     def setup(self) -> None:
@@ -746,16 +703,8 @@ class FlaxXLMRobertaEncoder(nn.Module):
         return self.layer(hidden_states, attention_mask, head_mask, **kwargs)
 
 
-class FlaxXLMRobertaPooler(nn.Module):
-    """``tanh(dense(first token))``; with ``segment_ids`` one row per packed sequence, in slots.
-
-    Args:
-        config: The model configuration.
-        dtype: Computation dtype.
-    """
-
-    config: XLMRobertaConfig
-    dtype: Any = jnp.float32
+class FlaxXLMRobertaPooler(_ConfigModule):
+    """``tanh(dense(first token))``; with ``segment_ids`` one row per packed sequence, in slots."""
 
     def setup(self) -> None:
         self.dense = _dense(self.config.hidden_size, self.config, self.dtype)
@@ -766,19 +715,12 @@ class FlaxXLMRobertaPooler(nn.Module):
         return _empty_slots_zero(pooled, segment_ids)
 
 
-class FlaxXLMRobertaLMHead(nn.Module):
+class FlaxXLMRobertaLMHead(_ConfigModule):
     """dense -> gelu -> layer_norm -> decoder (+ bias) over the vocabulary.
 
     With tied embeddings the decoder is the word embedding matrix (no ``decoder`` parameters,
     as in HF's Flax checkpoints); the bias lives at ``lm_head/bias``.
-
-    Args:
-        config: The model configuration.
-        dtype: Computation dtype.
     """
-
-    config: XLMRobertaConfig
-    dtype: Any = jnp.float32
 
     def setup(self) -> None:
         cfg = self.config
@@ -799,7 +741,7 @@ class FlaxXLMRobertaLMHead(nn.Module):
         return logits + jnp.asarray(self.bias, self.dtype)
 
 
-class FlaxXLMRobertaClassificationHead(nn.Module):
+class FlaxXLMRobertaClassificationHead(_ConfigModule):
     """Sentence classification head on the first token: dropout, dense, tanh, dropout, out_proj.
 
     With ``segment_ids`` it reads the first token of every packed sequence and returns
@@ -807,11 +749,7 @@ class FlaxXLMRobertaClassificationHead(nn.Module):
 
     Args:
         config: The model configuration (``classifier_dropout`` or ``hidden_dropout_prob``).
-        dtype: Computation dtype.
     """
-
-    config: XLMRobertaConfig
-    dtype: Any = jnp.float32
 
     def setup(self) -> None:
         cfg = self.config
@@ -1378,7 +1316,7 @@ class FlaxXLMRobertaModel(FlaxXLMRobertaPreTrainedModel):
 _ENCODER_FIELDS = ("hidden_states", "attentions", "cross_attentions")
 
 
-class _HeadModule(nn.Module):
+class _HeadModule(_ConfigModule):
     """The one call path of the head modules: the backbone, then the head's own :meth:`_predict`.
 
     Subclasses name their head (``head``), build ``roberta`` with :meth:`_backbone` and their own
@@ -1386,13 +1324,9 @@ class _HeadModule(nn.Module):
     HF's argument order, then cross-attention, cache and ``segment_ids``.
 
     Args:
-        config: The model configuration.
-        dtype: Computation dtype.
         gradient_checkpointing: Rematerialise each layer.
     """
 
-    config: XLMRobertaConfig
-    dtype: Any = jnp.float32
     gradient_checkpointing: bool = False
     head: ClassVar[Head]
 

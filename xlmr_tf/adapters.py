@@ -37,6 +37,7 @@ import numpy as np
 
 import conversion
 from conversion import adapters as adapter_io
+from conversion.adapter_host import AdapterHostMixin
 from xlmr import adapters as A
 from xlmr.adapters import LoraConfig
 
@@ -116,104 +117,16 @@ def _variable(value: np.ndarray, parent: str, name: str) -> keras.Variable:
         return keras.Variable(np.asarray(value, np.float32), dtype="float32", trainable=True, name="kernel")
 
 
-class TFAdapterMixin:
+class TFAdapterMixin(AdapterHostMixin):
     """HF's ``PeftAdapterMixin`` methods for the Keras models (LoRA in PEFT's format), and ``merge_adapter``.
 
-    See the module docstring for how adapters are computed, trained and saved.
+    The registry and the calls are :class:`conversion.adapter_host.AdapterHostMixin`'s; see the module
+    docstring for how adapters are computed, trained and saved.
     """
 
-    # -- HF's PeftAdapterMixin ------------------------------------------------------------------
-    def add_adapter(self, adapter_config: Any, adapter_name: str | None = None) -> None:
-        """Attach fresh LoRA branches and make them the active adapter, as HF's ``add_adapter``.
+    _adapter_state_class = _AdapterState
 
-        B starts at zero (PEFT's ``init_lora_weights=True``), so the model's outputs do not change
-        until it is trained; ``modules_to_save`` start as copies of the model's weights. The
-        initialisation follows ``keras.utils.set_random_seed``.
-
-        Args:
-            adapter_config: A :class:`xlmr.adapters.LoraConfig`, a ``peft.LoraConfig`` or an
-                ``adapter_config.json`` dict.
-            adapter_name: Its name (``"default"``).
-        """
-        name = adapter_name or A.DEFAULT_ADAPTER_NAME
-        state = self._adapter_state(create=True)
-        if name in state.adapters:
-            raise ValueError(f"Adapter with name {name} already exists. Please use a different name.")
-        config = LoraConfig.coerce(adapter_config, source="add_adapter").copy(
-            base_model_name_or_path=getattr(self, "name_or_path", None), inference_mode=False
-        )
-        plan = A.plan_adapter(config, self.config, self.head, type(self).__name__)
-        self.build_model()
-        weights = A.init_weights(plan, self._read_weights(plan.saved), int(np.random.randint(2**31 - 1)))
-        self._attach(name, plan, weights, trainable=True)
-        self.set_adapter(name)
-
-    def load_adapter(
-        self,
-        peft_model_id: str | Any | None = None,
-        adapter_name: str | None = None,
-        peft_config: Any = None,
-        adapter_state_dict: Mapping[str, Any] | None = None,
-        is_trainable: bool = False,
-    ) -> None:
-        """Load a PEFT LoRA adapter (unmerged: its branches run beside the frozen weights).
-
-        The first adapter loaded becomes the active one; later ones wait for :meth:`set_adapter`.
-        Call :meth:`merge_adapter` afterwards to fold it into the weights.
-
-        Args:
-            peft_model_id: A local PEFT adapter directory (``adapter_config.json`` +
-                ``adapter_model.safetensors`` or ``adapter_model.bin``).
-            adapter_name: Its name (``"default"``).
-            peft_config: The adapter config, with ``adapter_state_dict`` instead of a directory.
-            adapter_state_dict: The adapter's weights under PEFT's keys (numpy, torch, tf...).
-            is_trainable: Train it further (its variables become the model's ``trainable_weights``).
-        """
-        name = adapter_name or A.DEFAULT_ADAPTER_NAME
-        state = self._adapter_state(create=True)
-        if name in state.adapters:
-            raise ValueError(f"Adapter with name {name} already exists. Please use a different name.")
-        config, weights, source = adapter_io.read_source(peft_model_id, peft_config, adapter_state_dict)
-        plan = A.plan_adapter(
-            config.copy(inference_mode=not is_trainable), self.config, self.head, type(self).__name__
-        )
-        checked = A.check_state_dict(plan, weights, source)
-        self.build_model()
-        self._attach(name, plan, checked, trainable=bool(is_trainable))
-        if state.active is None:
-            state.active = name
-        self._adapters_changed()
-
-    def set_adapter(self, adapter_name: str | list[str]) -> None:
-        """Make ``adapter_name`` the active adapter (one at a time)."""
-        state = self._loaded_state()
-        if isinstance(adapter_name, list | tuple):
-            if len(adapter_name) != 1:
-                raise ValueError(f"one adapter is active at a time, got {list(adapter_name)}")
-            adapter_name = adapter_name[0]
-        if adapter_name not in state.adapters:
-            raise ValueError(
-                f"Adapter with name {adapter_name} not found. Please pass the correct adapter name among "
-                f"{list(state.adapters)}"
-            )
-        state.active = adapter_name
-        self._adapters_changed()
-
-    def disable_adapters(self) -> None:
-        """Run the base model alone (LoRA branches off, the model's own ``modules_to_save`` values)."""
-        self._loaded_state().enabled = False
-        self._adapters_changed()
-
-    def enable_adapters(self) -> None:
-        """Run the active adapter again after :meth:`disable_adapters`."""
-        self._loaded_state().enabled = True
-        self._adapters_changed()
-
-    def active_adapters(self) -> list[str]:
-        """The active adapter's name, in a list (HF's return type)."""
-        state = self._loaded_state()
-        return [state.active] if state.active is not None else []
-
+    # -- HF's PeftAdapterMixin (the rest: AdapterHostMixin) ----------------------------------------
     def get_adapter_state_dict(self, adapter_name: str | None = None) -> dict[str, np.ndarray]:
         """The adapter's weights, canonical keys (``...query.lora_A.weight``) in PyTorch layouts, as HF's
         ``get_adapter_state_dict`` returns them (PEFT's files add ``base_model.model.``).
@@ -231,23 +144,6 @@ class TFAdapterMixin:
             out[target.b_key] = np.ascontiguousarray(np.asarray(branch.b.numpy(), np.float32).T)
         out.update(self._read_weights(adapter.plan.saved) if state.live == name else adapter.saved)
         return out
-
-    def delete_adapter(self, adapter_names: str | list[str]) -> None:
-        """Remove adapters (the model runs without them; their ``modules_to_save`` values are dropped)."""
-        state = self._loaded_state()
-        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
-        missing = [n for n in names if n not in state.adapters]
-        if missing:
-            raise ValueError(f"no adapter named {', '.join(missing)}; loaded: {list(state.adapters)}")
-        for n in names:
-            if state.live == n:
-                self._swap_saved(None)
-            for layer in self._lora_layers(state.adapters[n].plan).values():
-                layer.__dict__["_xlmr_lora"][1].pop(n, None)
-            del state.adapters[n]
-        if state.active in names:
-            state.active = next(iter(state.adapters), None)
-        self._adapters_changed()
 
     def merge_adapter(self, adapter_name: str | None = None) -> None:
         """Fold an adapter into the weights and remove it (PEFT's ``merge_and_unload``): each targeted
@@ -269,12 +165,6 @@ class TFAdapterMixin:
         state.live, state.originals = None, {}  # its modules_to_save values are the model's own now
         self.delete_adapter(name)
 
-    @property
-    def peft_config(self) -> dict[str, LoraConfig]:
-        """``{adapter name: its config}`` (HF's attribute)."""
-        state = self._adapter_state()
-        return {} if state is None else {n: a.plan.config for n, a in state.adapters.items()}
-
     # -- Keras: what trains, what saves ---------------------------------------------------------
     @property
     def trainable_weights(self) -> list:
@@ -290,17 +180,11 @@ class TFAdapterMixin:
 
     @property
     def non_trainable_weights(self) -> list:
-        if not self._has_adapters():
-            return super().non_trainable_weights
-        trained = {id(v) for v in self.trainable_weights}
-        return [w for w in self.weights if id(w) not in trained]
+        return self._untrained(self.weights) if self._has_adapters() else super().non_trainable_weights
 
     @property
     def non_trainable_variables(self) -> list:
-        if not self._has_adapters():
-            return super().non_trainable_variables
-        trained = {id(v) for v in self.trainable_weights}
-        return [v for v in self.variables if id(v) not in trained]
+        return self._untrained(self.variables) if self._has_adapters() else super().non_trainable_variables
 
     def save(self, filepath: Any, *args: Any, **kwargs: Any) -> Any:
         """Keras' ``save``; refused while an adapter is attached (Keras would leave it out)."""
@@ -313,10 +197,6 @@ class TFAdapterMixin:
         return super().save_weights(filepath, *args, **kwargs)
 
     # -- hooks for modeling.py ------------------------------------------------------------------
-    def _has_adapters(self) -> bool:
-        state = self._adapter_state()
-        return state is not None and bool(state.adapters)
-
     def _save_adapter(self, save_directory: Any, format: str) -> Any:
         """Write the active adapter alone in PEFT's layout (HF's ``save_pretrained`` with an adapter)."""
         adapter = self._adapter(None)
@@ -328,26 +208,6 @@ class TFAdapterMixin:
         )
 
     # -- internals ------------------------------------------------------------------------------
-    def _adapter_state(self, create: bool = False) -> _AdapterState | None:
-        state = self.__dict__.get("_xlmr_adapters")
-        if state is None and create:
-            state = _AdapterState()
-            object.__setattr__(self, "_xlmr_adapters", state)  # not a Keras-tracked attribute
-        return state
-
-    def _loaded_state(self) -> _AdapterState:
-        state = self._adapter_state()
-        if state is None or not state.adapters:
-            raise ValueError("No adapter loaded. Please load an adapter first.")
-        return state
-
-    def _adapter(self, name: str | None) -> _Adapter:
-        state = self._loaded_state()
-        name = state.active if name is None else name
-        if name not in state.adapters:
-            raise ValueError(f"no adapter named {name!r}; loaded: {list(state.adapters)}")
-        return state.adapters[name]
-
     def _lora_layers(self, plan: A.AdapterPlan) -> dict[str, LoraDense]:
         """The dense layers of ``plan``'s targets, by canonical module name."""
         by_id = {id(v): key for key, (v, _) in loading.variable_map(self).items()}
@@ -368,6 +228,7 @@ class TFAdapterMixin:
     def _attach(
         self, name: str, plan: A.AdapterPlan, weights: Mapping[str, np.ndarray], trainable: bool
     ) -> None:
+        self.build_model()
         state = self._adapter_state(create=True)
         branches = {}
         for module, layer in self._lora_layers(plan).items():
@@ -393,6 +254,11 @@ class TFAdapterMixin:
             [vmap[k][0] for k in plan.saved],
         )
 
+    def _untrained(self, variables: list) -> list:
+        """``variables`` less the adapter's trained ones."""
+        trained = {id(v) for v in self.trainable_weights}
+        return [v for v in variables if id(v) not in trained]
+
     def _adapter_trainables(self) -> list:
         state = self._adapter_state()
         if state.active is None:
@@ -403,8 +269,12 @@ class TFAdapterMixin:
         variables = [v for branch in adapter.branches.values() for v in (branch.a, branch.b)]
         return variables + list(adapter.saved_variables)
 
+    def _adapter_seed(self) -> int:
+        return int(np.random.randint(2**31 - 1))
+
     def _read_weights(self, keys: Any) -> dict[str, np.ndarray]:
         """Canonical numpy arrays (PyTorch layouts) of some of the model's weights."""
+        self.build_model()
         vmap = loading.variable_map(self)
         out = {}
         for key in keys:
@@ -436,6 +306,13 @@ class TFAdapterMixin:
         for attr in ("train_function", "test_function", "predict_function"):
             if getattr(self, attr, None) is not None:
                 setattr(self, attr, None)
+
+    def _forget_adapter(self, name: str) -> None:
+        state = self._adapter_state()
+        if state.live == name:
+            self._swap_saved(None)
+        for layer in self._lora_layers(state.adapters[name].plan).values():
+            layer.__dict__["_xlmr_lora"][1].pop(name, None)
 
     def _refuse_keras_save(self, what: str) -> None:
         if self._has_adapters():

@@ -583,24 +583,15 @@ class TFXLMRobertaAttention(keras.layers.Layer):
         self.built = True
 
     def call(
-        self,
-        input_tensor: tf.Tensor,
-        attention_mask: tf.Tensor | None = None,
-        head_mask: tf.Tensor | None = None,
-        encoder_hidden_states: tf.Tensor | None = None,
-        past_key_value: tuple[tf.Tensor, ...] | None = None,
-        output_attentions: bool = False,
-        training: bool = False,
+        self, input_tensor: tf.Tensor, output_attentions: bool = False, training: bool = False, **tensors: Any
     ) -> tuple[tf.Tensor, tf.Tensor | None, tuple[tf.Tensor, tf.Tensor] | None]:
-        """``(output (batch, seq, hidden), probs or None, present key/value or None)``."""
+        """``(output (batch, seq, hidden), probs or None, present key/value or None)``.
+
+        ``tensors``: :class:`TFXLMRobertaSelfAttention`'s tensor arguments by name (``attention_mask``,
+        ``head_mask``, ``encoder_hidden_states``, ``past_key_value``; Keras takes tensors or None here).
+        """
         context, probs, present = self.self_attention(
-            input_tensor,
-            attention_mask=attention_mask,
-            head_mask=head_mask,
-            encoder_hidden_states=encoder_hidden_states,
-            past_key_value=past_key_value,
-            output_attentions=output_attentions,
-            training=training,
+            input_tensor, output_attentions=output_attentions, training=training, **tensors
         )
         return self.dense_output(context, input_tensor, training=training), probs, present
 
@@ -670,14 +661,10 @@ class TFXLMRobertaLayer(_ConfigLayer):
         training: bool = False,
     ) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor | None, tuple[tf.Tensor, ...] | None]:
         """``(hidden (batch, seq, hidden), self-attention probs, cross-attention probs, present cache)``."""
+        shared = {"head_mask": head_mask, "output_attentions": output_attentions, "training": training}
         self_past = tuple(past_key_value[:2]) if past_key_value is not None else None
         attention_output, self_probs, present = self.attention(
-            hidden_states,
-            attention_mask=attention_mask,
-            head_mask=head_mask,
-            past_key_value=self_past,
-            output_attentions=output_attentions,
-            training=training,
+            hidden_states, attention_mask=attention_mask, past_key_value=self_past, **shared
         )
         cross_probs = None
         if self.is_decoder and encoder_hidden_states is not None:
@@ -687,11 +674,9 @@ class TFXLMRobertaLayer(_ConfigLayer):
             attention_output, cross_probs, cross_present = self.crossattention(
                 attention_output,
                 attention_mask=encoder_attention_mask,
-                head_mask=head_mask,
                 encoder_hidden_states=encoder_hidden_states,
                 past_key_value=cross_past,
-                output_attentions=output_attentions,
-                training=training,
+                **shared,
             )
             present = present + cross_present
         intermediate = self.intermediate(attention_output)
@@ -977,19 +962,6 @@ def _unpack_inputs(arg_names: tuple[str, ...], args: tuple, kwargs: Mapping[str,
     return values
 
 
-# The call arguments :func:`xlmr.inputs.check_inputs` checks.
-_CHECKED_INPUTS = (
-    "input_ids",
-    "inputs_embeds",
-    "attention_mask",
-    "token_type_ids",
-    "position_ids",
-    "head_mask",
-    "encoder_hidden_states",
-    "encoder_attention_mask",
-    "segment_ids",
-)
-
 # The backbone's inputs among a model call's arguments.
 _BACKBONE_ARGS = (
     "input_ids",
@@ -1218,7 +1190,7 @@ class TFXLMRobertaPreTrainedModel(TFAdapterMixin, TFTrainingMixin, keras.Model):
     def _check_call(self, values: dict[str, Any]) -> dict[str, Any]:
         """Run the core's checks on one call; under tracing add graph asserts on the values."""
         config, head = self.config, self.head
-        infos = {name: array_info(values.get(name)) for name in _CHECKED_INPUTS}
+        infos = {name: array_info(values.get(name)) for name in core_inputs.INPUT_NAMES}
         past = values.get("past_key_values")
         shape = check_inputs(
             config, head, **infos, past_length=_past_length(past), has_cache=past is not None

@@ -21,23 +21,10 @@ from .modeling import TFXLMRobertaModel
 class TFSentenceEncoder(SentenceEncoderBase):
     """XLM-R sentence encoder with sentence-transformers' ``encode`` on TensorFlow (Keras 3).
 
-    Loads a sentence-transformers directory (modules.json: Transformer, Pooling, Dense, Normalize)
-    or a plain HF XLM-R directory (mean pooling), runs the backbone on packed rows
-    (``segment_ids``: no padding computed) under ``tf.function(jit_compile=True)`` -- one XLA compile per
-    batch shape, and the packing planner's shapes are few -- and gives sentence-transformers' embeddings.
+    The forward runs under ``tf.function(jit_compile=True)``: one XLA compile per batch shape, and
+    the packing planner's shapes are few.
 
-    Args:
-        model: The backbone (:class:`xlmr_tf.TFXLMRobertaModel`).
-        tokenizer: An xlmr XLM-R tokenizer.
-        layout: The modules and settings (:func:`xlmr._sentence.read_layout`).
-        packed: Packed rows (None: when the backbone takes ``segment_ids``) or padded batches.
-
-    Example:
-        >>> from xlmr_tf import TFSentenceEncoder
-        >>> encoder = TFSentenceEncoder.from_pretrained("path/to/multilingual-e5-base")  # doctest: +SKIP
-        >>> q = encoder.encode(["how do I bake bread?"], prompt_name="query")  # doctest: +SKIP
-        >>> d = encoder.encode(["Bread needs flour, water, salt and yeast."], prompt_name="passage")  # doctest: +SKIP
-        >>> encoder.similarity(q, d)  # doctest: +SKIP
+    Loading, arguments and example: see :class:`xlmr._sentence.SentenceEncoderBase`.
     """
 
     framework = "tensorflow"
@@ -61,36 +48,26 @@ class TFSentenceEncoder(SentenceEncoderBase):
     def _load_model(cls, directory: Path, **kwargs: Any) -> TFXLMRobertaModel:
         return TFXLMRobertaModel.from_pretrained(str(directory), **kwargs)
 
-    def _save_model(self, directory: Path, format: str) -> None:
-        self.model.save_pretrained(str(directory), format=format)
-
     def _supports_packing(self) -> bool:
         return "segment_ids" in inspect.signature(self.model.call).parameters
 
-    def _forward(
-        self,
-        input_ids: np.ndarray,
-        attention_mask: np.ndarray | None = None,
-        segment_ids: np.ndarray | None = None,
-    ) -> np.ndarray:
+    def _forward(self, input_ids: np.ndarray, **mask: np.ndarray) -> np.ndarray:
         """The backbone's ``last_hidden_state`` (rows, seq, hidden) as float32 numpy."""
-        key, second = (
-            ("segment_ids", segment_ids) if segment_ids is not None else ("attention_mask", attention_mask)
-        )
+        ((mask_name, mask),) = mask.items()  # segment_ids (packed rows) or attention_mask
         # One tf.function per batch shape: each traces (and XLA-compiles) once, never retraces.
         compiled = self.__dict__.setdefault("_compiled", {})
-        shape = (key, *np.shape(input_ids))
+        shape = (mask_name, *np.shape(input_ids))
         if shape not in compiled:
             model = self.model
 
             def run(ids, other):
-                return model(input_ids=ids, training=False, return_dict=True, **{key: other})[
+                return model(input_ids=ids, training=False, return_dict=True, **{mask_name: other})[
                     "last_hidden_state"
                 ]
 
             compiled[shape] = tf.function(run, jit_compile=True) if self.jit_compile else run
         ids = tf.constant(np.asarray(input_ids, np.int32))
-        other = tf.constant(np.asarray(second, np.int32))
+        other = tf.constant(np.asarray(mask, np.int32))
         return np.asarray(compiled[shape](ids, other), np.float32)  # (rows, seq, hidden)
 
     def _to_tensor(self, array: np.ndarray) -> tf.Tensor:

@@ -482,9 +482,11 @@ class XLMRobertaSelfAttention(nn.Module):
 class XLMRobertaSelfOutput(nn.Module):
     """Attention output projection, dropout, residual and LayerNorm."""
 
+    input_size_field = "hidden_size"  # the config field giving the dense layer's input width
+
     def __init__(self, config: XLMRobertaConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(getattr(config, self.input_size_field), config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -501,17 +503,11 @@ class XLMRobertaAttention(nn.Module):
         self.output = XLMRobertaSelfOutput(config)
 
     def forward(
-        self,
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        head_mask: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        past_key_value: tuple[torch.Tensor, torch.Tensor] | None = None,
-        output_attentions: bool = False,
+        self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
-        context, probs, present = self.self(
-            hidden_states, attention_mask, head_mask, encoder_hidden_states, past_key_value, output_attentions
-        )
+        """:class:`XLMRobertaSelfAttention` (``args``, ``kwargs``: its arguments after ``hidden_states``),
+        then the output block: ``(output, probs or None, (key, value))``."""
+        context, probs, present = self.self(hidden_states, *args, **kwargs)
         return self.output(context, hidden_states), probs, present
 
 
@@ -527,17 +523,11 @@ class XLMRobertaIntermediate(nn.Module):
         return self.intermediate_act_fn(self.dense(hidden_states))
 
 
-class XLMRobertaOutput(nn.Module):
-    """Feed-forward contraction: intermediate -> hidden, dropout, residual and LayerNorm."""
+class XLMRobertaOutput(XLMRobertaSelfOutput):
+    """Feed-forward contraction: intermediate -> hidden, dropout, residual and LayerNorm (the
+    self-output's layers, reading ``config.intermediate_size`` features)."""
 
-    def __init__(self, config: XLMRobertaConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+    input_size_field = "intermediate_size"
 
 
 class XLMRobertaLayer(nn.Module):

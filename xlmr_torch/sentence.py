@@ -21,22 +21,7 @@ from .modeling import XLMRobertaModel
 class SentenceEncoder(SentenceEncoderBase):
     """XLM-R sentence encoder with sentence-transformers' ``encode`` on PyTorch.
 
-    Loads a sentence-transformers directory (modules.json: Transformer, Pooling, Dense, Normalize)
-    or a plain HF XLM-R directory (mean pooling), runs the backbone on packed rows
-    (``segment_ids``: no padding computed) and gives sentence-transformers' embeddings.
-
-    Args:
-        model: The backbone (:class:`xlmr_torch.XLMRobertaModel`).
-        tokenizer: An xlmr XLM-R tokenizer.
-        layout: The modules and settings (:func:`xlmr._sentence.read_layout`).
-        packed: Packed rows (None: when the backbone takes ``segment_ids``) or padded batches.
-
-    Example:
-        >>> from xlmr_torch import SentenceEncoder
-        >>> encoder = SentenceEncoder.from_pretrained("path/to/multilingual-e5-base")  # doctest: +SKIP
-        >>> q = encoder.encode(["how do I bake bread?"], prompt_name="query")  # doctest: +SKIP
-        >>> d = encoder.encode(["Bread needs flour, water, salt and yeast."], prompt_name="passage")  # doctest: +SKIP
-        >>> encoder.similarity(q, d)  # doctest: +SKIP
+    Loading, arguments and example: see :class:`xlmr._sentence.SentenceEncoderBase`.
     """
 
     framework = "torch"
@@ -56,27 +41,17 @@ class SentenceEncoder(SentenceEncoderBase):
     def _load_model(cls, directory: Path, **kwargs: Any) -> XLMRobertaModel:
         return XLMRobertaModel.from_pretrained(str(directory), **kwargs).eval()
 
-    def _save_model(self, directory: Path, format: str) -> None:
-        self.model.save_pretrained(str(directory), format=format)
-
     def _supports_packing(self) -> bool:
         return "segment_ids" in inspect.signature(self.model.forward).parameters
 
     @torch.inference_mode()
-    def _forward(
-        self,
-        input_ids: np.ndarray,
-        attention_mask: np.ndarray | None = None,
-        segment_ids: np.ndarray | None = None,
-    ) -> np.ndarray:
+    def _forward(self, input_ids: np.ndarray, **mask: np.ndarray) -> np.ndarray:
         """The backbone's ``last_hidden_state`` (rows, seq, hidden) as float32 numpy."""
+        ((mask_name, mask),) = mask.items()  # segment_ids (packed rows) or attention_mask
         device = self.model.device
-        key, second = (
-            ("segment_ids", segment_ids) if segment_ids is not None else ("attention_mask", attention_mask)
-        )
         feed = {
             "input_ids": torch.from_numpy(np.asarray(input_ids, np.int64)).to(device),
-            key: torch.from_numpy(np.asarray(second, np.int64)).to(device),
+            mask_name: torch.from_numpy(np.asarray(mask, np.int64)).to(device),
         }
         hidden = self.model(**feed, return_dict=True).last_hidden_state  # (rows, seq, hidden)
         return hidden.float().cpu().numpy()

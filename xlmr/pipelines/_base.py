@@ -110,6 +110,14 @@ def _preview(text: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 4] + "...'"
 
 
+def choice(value: Any, choices: Sequence[str], what: str) -> str:
+    """A named option (a str or HF's enum, any case) as one of ``choices``; ValueError naming ``what``."""
+    name = str(getattr(value, "value", value)).lower()
+    if name not in choices:
+        raise ValueError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+    return name
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     """HF's numpy softmax over the last axis (same operations, same dtype)."""
     maxes = np.max(x, axis=-1, keepdims=True)

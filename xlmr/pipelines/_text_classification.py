@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._base import Pipeline, sigmoid, softmax
+from ._base import Pipeline, choice, sigmoid, softmax
 
 FUNCTIONS = ("softmax", "sigmoid", "none")
 _UNSET = ""  # HF's marker for "top_k not given" (None means "every label")
@@ -53,12 +53,7 @@ class TextClassificationPipeline(Pipeline):
         elif top_k != _UNSET:
             raise TypeError(f"text-classification: top_k must be an integer or None, got {top_k!r}")
         if function_to_apply is not None:
-            name = str(getattr(function_to_apply, "value", function_to_apply)).lower()
-            if name not in FUNCTIONS:
-                raise ValueError(
-                    f"function_to_apply must be one of {', '.join(FUNCTIONS)}, got {function_to_apply!r}"
-                )
-            params["function_to_apply"] = name
+            params["function_to_apply"] = choice(function_to_apply, FUNCTIONS, "function_to_apply")
         return params
 
     def default_function(self) -> str:

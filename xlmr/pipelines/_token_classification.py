@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._base import Pipeline, softmax
+from ._base import Pipeline, choice, softmax
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 
@@ -68,12 +68,7 @@ class TokenClassificationPipeline(Pipeline):
                 stacklevel=3,
             )
         if aggregation_strategy is not None:
-            name = str(getattr(aggregation_strategy, "value", aggregation_strategy)).lower()
-            if name not in STRATEGIES:
-                raise ValueError(
-                    f"aggregation_strategy must be one of {', '.join(STRATEGIES)}, got {aggregation_strategy!r}"
-                )
-            params["aggregation_strategy"] = name
+            params["aggregation_strategy"] = choice(aggregation_strategy, STRATEGIES, "aggregation_strategy")
         if ignore_labels is not None:
             params["ignore_labels"] = list(ignore_labels)
         if stride is not None:

@@ -13,6 +13,7 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +60,39 @@ class EncodeOptions:
     split_special_tokens: bool | None = None
 
 
+def _strategy(value: Any, what: str, off: str, on: str, strategies: tuple[str, ...]) -> str:
+    """A ``padding`` / ``truncation`` argument (bool, None, a strategy name or HF's enum) as a strategy."""
+    value = getattr(value, "value", value)
+    if value is False or value is None:
+        return off
+    if value is True:
+        return on
+    if isinstance(value, str) and value in strategies:
+        return value
+    raise ValueError(f"Unknown {what} strategy {value!r}; use True, False or one of {strategies}")
+
+
+# The special-token arguments of the tokenizers' ``__init__``, in the order they are registered.
+_INIT_SPECIAL_TOKENS = (
+    "bos_token",
+    "eos_token",
+    "sep_token",
+    "cls_token",
+    "unk_token",
+    "pad_token",
+    "mask_token",
+)
+
+
+def special_token_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The special tokens among a tokenizer ``__init__``'s ``arguments`` (its ``locals()``)."""
+    return {name: arguments[name] for name in _INIT_SPECIAL_TOKENS}
+
+
+# ``__call__``'s arguments that are not encoding options.
+_CALL_INPUTS = ("self", "text", "text_pair", "text_target", "text_pair_target", "kwargs")
+
+
 class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
     """Everything the two XLM-R tokenizers share: special tokens, strategies, padding, tensors, the
     calling conventions, decoding glue and save / load. Subclasses implement the segmentation."""
@@ -70,13 +104,7 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
 
     def __init__(
         self,
-        bos_token="<s>",
-        eos_token="</s>",
-        sep_token="</s>",
-        cls_token="<s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="<mask>",
+        special_tokens: Mapping[str, Any],
         additional_special_tokens=None,
         model_max_length: int | None = None,
         padding_side: str = "right",
@@ -86,6 +114,8 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
         model_input_names: list[str] | None = None,
         **kwargs,
     ) -> None:
+        """``special_tokens``: the subclass's ``bos_token`` ... ``mask_token`` arguments by name
+        (:func:`special_token_arguments`); the rest as HF's tokenizer ``__init__`` takes them."""
         for side_name, side in (("padding_side", padding_side), ("truncation_side", truncation_side)):
             if side not in ("right", "left"):
                 raise ValueError(f"{side_name} must be 'right' or 'left', got {side!r}")
@@ -102,18 +132,7 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
         for key in ("tokenizer_class", "extra_special_tokens", "auto_map", "processor_class", "legacy"):
             kwargs.pop(key, None)
         self._extra_init_kwargs = {k: v for k, v in kwargs.items() if _jsonable(v)}
-        self._init_special_tokens(
-            {
-                "bos_token": bos_token,
-                "eos_token": eos_token,
-                "sep_token": sep_token,
-                "cls_token": cls_token,
-                "unk_token": unk_token,
-                "pad_token": pad_token,
-                "mask_token": mask_token,
-            },
-            additional_special_tokens,
-        )
+        self._init_special_tokens(dict(special_tokens), additional_special_tokens)
 
     @classmethod
     def _from_spm_bytes(cls, data: bytes, **kwargs):
@@ -207,34 +226,21 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
             truncation = "longest_first"
 
         padding = getattr(padding, "value", padding)
-        if padding is False or padding is None:
-            padding_strategy = "do_not_pad"
-        elif padding is True:
-            if verbose and max_length is not None and truncation in (None, False, "do_not_truncate"):
-                warnings.warn(
-                    "`max_length` is ignored when `padding`=`True` and there is no truncation strategy. "
-                    "To pad to max length, use `padding='max_length'`.",
-                    stacklevel=stacklevel,
-                )
-            padding_strategy = "longest"
-        elif isinstance(padding, str) and padding in PADDING_STRATEGIES:
-            padding_strategy = padding
-        else:
-            raise ValueError(
-                f"Unknown padding strategy {padding!r}; use True, False or one of {PADDING_STRATEGIES}"
+        if (
+            padding is True
+            and verbose
+            and max_length is not None
+            and truncation in (None, False, "do_not_truncate")
+        ):
+            warnings.warn(
+                "`max_length` is ignored when `padding`=`True` and there is no truncation strategy. "
+                "To pad to max length, use `padding='max_length'`.",
+                stacklevel=stacklevel,
             )
-
-        truncation = getattr(truncation, "value", truncation)
-        if truncation is False or truncation is None:
-            truncation_strategy = "do_not_truncate"
-        elif truncation is True:
-            truncation_strategy = "longest_first"
-        elif isinstance(truncation, str) and truncation in TRUNCATION_STRATEGIES:
-            truncation_strategy = truncation
-        else:
-            raise ValueError(
-                f"Unknown truncation strategy {truncation!r}; use True, False or one of {TRUNCATION_STRATEGIES}"
-            )
+        padding_strategy = _strategy(padding, "padding", "do_not_pad", "longest", PADDING_STRATEGIES)
+        truncation_strategy = _strategy(
+            truncation, "truncation", "do_not_truncate", "longest_first", TRUNCATION_STRATEGIES
+        )
 
         if max_length is None:
             if padding_strategy == "max_length":
@@ -324,25 +330,8 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
     ) -> BatchEncoding:
         """Tokenize a string, a list of strings, a pair ``(text, text_pair)``, a batch of pairs, or pre-split
         words (``is_split_into_words=True``), as HF's tokenizer ``__call__``."""
-        opts = dict(
-            add_special_tokens=add_special_tokens,
-            padding=padding,
-            truncation=truncation,
-            max_length=max_length,
-            stride=stride,
-            is_split_into_words=is_split_into_words,
-            pad_to_multiple_of=pad_to_multiple_of,
-            padding_side=padding_side,
-            return_tensors=return_tensors,
-            return_token_type_ids=return_token_type_ids,
-            return_attention_mask=return_attention_mask,
-            return_overflowing_tokens=return_overflowing_tokens,
-            return_special_tokens_mask=return_special_tokens_mask,
-            return_offsets_mapping=return_offsets_mapping,
-            return_length=return_length,
-            verbose=verbose,
-            split_special_tokens=kwargs.pop("split_special_tokens", self.split_special_tokens),
-        )
+        opts = {name: value for name, value in locals().items() if name not in _CALL_INPUTS}
+        opts["split_special_tokens"] = kwargs.pop("split_special_tokens", self.split_special_tokens)
         if kwargs:
             raise TypeError(f"unexpected keyword argument(s) {sorted(kwargs)}")
         if text is None and text_target is None:
@@ -410,19 +399,7 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
         **kwargs,
     ) -> BatchEncoding:
         """Encode one example (a text or a pair)."""
-        opts = self._options(
-            padding,
-            truncation,
-            max_length,
-            pad_to_multiple_of,
-            verbose,
-            add_special_tokens=add_special_tokens,
-            stride=stride,
-            is_split_into_words=is_split_into_words,
-            padding_side=padding_side,
-            return_tensors=return_tensors,
-            **kwargs,
-        )
+        opts = self._options(locals(), "text", "text_pair", **kwargs)
         try:
             return self._encode_plus(text, text_pair, opts)
         except Exception:
@@ -449,19 +426,7 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
             raise InvalidTextInputError(
                 f"batch_text_or_text_pairs must be a list or tuple, got {type(batch_text_or_text_pairs).__name__}"
             )
-        opts = self._options(
-            padding,
-            truncation,
-            max_length,
-            pad_to_multiple_of,
-            verbose,
-            add_special_tokens=add_special_tokens,
-            stride=stride,
-            is_split_into_words=is_split_into_words,
-            padding_side=padding_side,
-            return_tensors=return_tensors,
-            **kwargs,
-        )
+        opts = self._options(locals(), "batch_text_or_text_pairs", **kwargs)
         batch = list(batch_text_or_text_pairs)
         try:
             return self._batch_encode_plus(batch, opts)
@@ -469,25 +434,21 @@ class _XLMRobertaTokenizerBase(SpecialTokensMixin, SerializationMixin):
             _raise_for_surrogates(_batch_item_names(batch, is_split_into_words))
             raise
 
-    def _options(
-        self, padding, truncation, max_length, pad_to_multiple_of, verbose, **fields
-    ) -> EncodeOptions:
-        """The options of one public call: its strategies resolved, ``return_tensors``, ``padding_side``
-        and ``stride`` checked."""
+    def _options(self, arguments: Mapping[str, Any], *inputs: str, **fields: Any) -> EncodeOptions:
+        """The options of one public call -- its ``arguments`` (``locals()``) but ``self``, ``kwargs``
+        and its ``inputs``, then ``fields`` -- with the strategies resolved and ``return_tensors``,
+        ``padding_side`` and ``stride`` checked."""
+        skip = ("self", "kwargs", *inputs)
+        fields = {**{k: v for k, v in arguments.items() if k not in skip}, **fields}
+        padding, truncation = fields.pop("padding"), fields.pop("truncation")
         padding_strategy, truncation_strategy, max_length = self._get_padding_truncation_strategies(
-            padding, truncation, max_length, pad_to_multiple_of, verbose, stacklevel=4
-        )
+            padding, truncation, fields.pop("max_length"), fields["pad_to_multiple_of"], fields["verbose"],
+            stacklevel=4,
+        )  # fmt: skip
         _check_tensor_type(fields.get("return_tensors"))
         self._check_side(fields.get("padding_side"))
         self._check_stride(fields.get("stride", 0))
-        return EncodeOptions(
-            padding_strategy,
-            truncation_strategy,
-            max_length,
-            pad_to_multiple_of=pad_to_multiple_of,
-            verbose=verbose,
-            **fields,
-        )
+        return EncodeOptions(padding_strategy, truncation_strategy, max_length, **fields)
 
     def _split_special(self, opts: EncodeOptions) -> bool:
         """Whether this call matches special tokens in the text as plain text (``split_special_tokens``)."""

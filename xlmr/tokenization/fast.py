@@ -20,7 +20,7 @@ from .._fileio import atomic_write_text
 from ._offsets import OffsetAligner
 from ._spm import build_backend, load_processor, parse_model_proto, pipeline_mismatch, read_model_bytes
 from ._text_inputs import _check_text, _is_pair
-from .base import LARGE_INTEGER, EncodeOptions, _XLMRobertaTokenizerBase
+from .base import LARGE_INTEGER, EncodeOptions, _XLMRobertaTokenizerBase, special_token_arguments
 from .batch_encoding import BatchEncoding, _to_py
 from .serialization import TOKENIZER_FILE, VOCAB_FILE, _dir_file
 from .special_tokens import SPECIAL_TOKENS_ATTRIBUTES, _to_added_token, _with_special
@@ -106,9 +106,7 @@ class XLMRobertaTokenizerFast(_XLMRobertaTokenizerBase):
         backend.no_truncation()
         backend.no_padding()
         self._tokenizer = backend
-        super().__init__(
-            bos_token, eos_token, sep_token, cls_token, unk_token, pad_token, mask_token, **kwargs
-        )
+        super().__init__(special_token_arguments(locals()), **kwargs)
         self._tokenizer.encode_special_tokens = self.split_special_tokens
         # Tokens recorded in a config that the backend does not hold yet, then special tokens (HF order).
         known = {repr(t) for t in self._tokenizer.get_added_tokens_decoder().values()}

@@ -17,7 +17,7 @@ from tokenizers import AddedToken
 
 from ._spm import FAIRSEQ_OFFSET, SPIECE_UNDERLINE, load_processor, read_model_bytes
 from ._text_inputs import InvalidTextInputError, _check_text, _raise_for_surrogates
-from .base import TRUNCATION_STRATEGIES, EncodeOptions, _XLMRobertaTokenizerBase
+from .base import TRUNCATION_STRATEGIES, EncodeOptions, _XLMRobertaTokenizerBase, special_token_arguments
 from .batch_encoding import BatchEncoding, _to_py
 from .serialization import VOCAB_FILE, _dir_file
 from .special_tokens import _added_token_dict, _to_added_token, _with_special
@@ -73,9 +73,7 @@ class XLMRobertaTokenizer(_XLMRobertaTokenizerBase):
         self.fairseq_tokens_to_ids = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
         self.fairseq_tokens_to_ids["<mask>"] = len(self.sp_model) + self.fairseq_offset
         self.fairseq_ids_to_tokens = {v: k for k, v in self.fairseq_tokens_to_ids.items()}
-        super().__init__(
-            bos_token, eos_token, sep_token, cls_token, unk_token, pad_token, mask_token, **kwargs
-        )
+        super().__init__(special_token_arguments(locals()), **kwargs)
         self._added_tokens_decoder: dict[int, AddedToken] = {}
         self._added_tokens_encoder: dict[str, int] = {}
         for idx, tok in sorted(added_tokens_decoder.items()):
@@ -515,22 +513,7 @@ class XLMRobertaTokenizer(_XLMRobertaTokenizerBase):
         **kwargs,
     ) -> BatchEncoding:
         """Add special tokens, truncate and pad already-encoded ids (HF's ``prepare_for_model``)."""
-        opts = self._options(
-            padding,
-            truncation,
-            max_length,
-            pad_to_multiple_of,
-            verbose,
-            add_special_tokens=add_special_tokens,
-            stride=stride,
-            padding_side=padding_side,
-            return_tensors=return_tensors,
-            return_token_type_ids=return_token_type_ids,
-            return_attention_mask=return_attention_mask,
-            return_overflowing_tokens=return_overflowing_tokens,
-            return_special_tokens_mask=return_special_tokens_mask,
-            return_length=return_length,
-        )
+        opts = self._options(locals(), "ids", "pair_ids", "prepend_batch_axis")
         pair_ids = None if pair_ids is None else list(pair_ids)
         return self._encode_ids(list(ids), pair_ids, opts, prepend_batch_axis)
 
