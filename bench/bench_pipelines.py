@@ -182,10 +182,10 @@ def run(quick: bool = False, n_texts: int | None = None, parts: tuple[str, ...] 
         if "single" in parts or "fill" in parts:
             hf_model = _hf_model("XLMRobertaForMaskedLM", shape)
             hf_pipe = transformers.pipeline("fill-mask", model=hf_model, tokenizer=hf_tok, framework="pt")
-            pipes = {
-                b: xlmr.pipeline("fill-mask", _ours(b, "masked_lm", hf_model, shape), tokenizer=tok)
-                for b in BACKENDS
-            }
+
+            def fill_pipe(backend: str):  # one backend's model at a time: four base-size models do not fit
+                return xlmr.pipeline("fill-mask", _ours(backend, "masked_lm", hf_model, shape), tokenizer=tok)
+
         if "single" in parts:
             one = (
                 next(t for t, ids in zip(masked, tok(masked)["input_ids"]) if 90 <= len(ids) <= 130)
@@ -193,9 +193,10 @@ def run(quick: bool = False, n_texts: int | None = None, parts: tuple[str, ...] 
                 else masked[0]
             )
             n_tokens = len(tok(one)["input_ids"])
-            reps = 10 if quick else 9
+            reps = 10 if quick else 15
             hf_single = hf_pipe(one)
-            for backend, pipe in pipes.items():
+            for backend in BACKENDS:
+                pipe = fill_pipe(backend)
                 hf_times, times = _single_text(hf_pipe, pipe, one, reps)
                 hf_one, ours_one = statistics.median(hf_times), statistics.median(times)
                 _add(rows, **dict(
@@ -206,10 +207,13 @@ def run(quick: bool = False, n_texts: int | None = None, parts: tuple[str, ...] 
                            f"(ratio {min(hf_times) / min(times):.2f}); equal to HF's: "
                            f"{_same_fill(pipe(one), hf_single)}; load average {_load()}"),
                 ))  # fmt: skip
+                del pipe
+                gc.collect()
         if "fill" in parts:
             trunc = {"tokenizer_kwargs": {"truncation": True, "max_length": 512}}
             hf_s, expected = _timed(lambda: hf_pipe(masked, batch_size=FILL_BATCH, **trunc))
-            for backend, pipe in pipes.items():
+            for backend in BACKENDS:
+                pipe = fill_pipe(backend)
                 seconds, note, got = _run_ours(
                     backend, pipe, masked, lambda p, t: p(t, batch_size=FILL_BATCH, **trunc)
                 )
@@ -220,8 +224,10 @@ def run(quick: bool = False, n_texts: int | None = None, parts: tuple[str, ...] 
                     notes=(f"{note}{same}/{n} results equal HF's; LM head at the masked positions only; "
                            f"load average {_load()}"),
                 ))  # fmt: skip
+                del pipe
+                gc.collect()
         if "single" in parts or "fill" in parts:
-            del hf_model, hf_pipe, pipes
+            del hf_model, hf_pipe
             gc.collect()
 
         # 3. token classification over the corpus
