@@ -1,24 +1,30 @@
 """Task pipelines (``xlmr.pipeline``) in each backend against HF transformers 4.57.6's PyTorch ``pipeline()``.
 
-    python -m bench.bench_pipelines [--quick] [--texts N]
+    python -m bench.bench_pipelines [--quick] [--texts N] [--parts=single,fill,ner]
 
 Same process, same random weights (xlm-roberta-base shape, float32, CPU), the same tokenizer files
 (the corpus tokenizer of ``bench/corpus.py``: an 8,000-piece XLM-R unigram model), the same
-``batch_size`` on both sides:
+``batch_size`` on both sides. Three parts, in this order (``--parts`` picks some; each row is
+printed on stderr as soon as it is measured):
 
-1. token classification (9 labels, ``aggregation_strategy="simple"``) over 1,000 texts of the
-   benchmark corpus, ``batch_size=32``;
-2. fill-mask over the same 1,000 texts with one word replaced by ``<mask>``, ``top_k=5``,
-   ``batch_size=4`` (HF materialises (batch, tokens, 250002) float32 logits: 2 GB at 4 x 512);
-3. fill-mask on one text (a passage of about 100 tokens), median of several calls.
+1. ``single``: fill-mask on one text (a passage of about 100 tokens): HF's call and ours
+   alternate, so that a change of the machine's load hits both alike; the ratio is of the medians,
+   the notes give the best-of ratio too;
+2. ``fill``: fill-mask over 1,000 texts of the benchmark corpus with one word replaced by
+   ``<mask>``, ``top_k=5``, ``batch_size=4`` (HF materialises (batch, tokens, 250002) float32
+   logits: 2 GB at 4 x 512);
+3. ``ner``: token classification (9 labels, ``aggregation_strategy="simple"``) over the same 1,000
+   texts, ``batch_size=32``.
 
 HF pads each batch to its longest text in corpus order and projects every token onto the
 vocabulary; xlmr sorts the texts by length (packing them into rows where the backend takes
-``segment_ids``) and runs the LM head only at the masked positions. Times are wall-clock seconds
-of the whole call (tokenization and post-processing included); ratio = HF / xlmr. Flax compiles
-one program per batch shape: its first pass over the corpus (compilation included) is reported in
-the notes, the timed pass is the second. TF traces its ``tf.function`` on a warm-up slice. The
-rows also report how many results equal HF's (labels and tokens; scores within 1e-4).
+``segment_ids``) and runs the LM head only at the masked positions (in PyTorch the last layer
+too). Times are wall-clock seconds of the whole call (tokenization and post-processing included);
+ratio = HF / xlmr. Flax compiles one program per batch shape: its first pass over the corpus
+(compilation included) is reported in the notes, the timed pass is the second. TF traces its
+``tf.function`` on a warm-up slice. The rows also report how many results equal HF's (labels and
+tokens; scores within 1e-4) and the load average (other processes sharing the cores slow both
+sides, the many small operations of one short text most).
 """
 
 from __future__ import annotations
@@ -127,9 +133,8 @@ def _same_fill(a, b) -> bool:
     )
 
 
-def _run_ours(backend: str, make, texts: list[str], call) -> tuple[float, str, list, object]:
-    """(seconds, note, results, pipeline) of our pipeline over ``texts``, after the backend's warm-up."""
-    pipe = make()
+def _run_ours(backend: str, pipe, texts: list[str], call) -> tuple[float, str, list]:
+    """(seconds, note, results) of our pipeline over ``texts``, after the backend's warm-up."""
     note = ""
     if backend == "tf":
         call(pipe, texts[:64])  # traces the tf.function (it generalises the shapes after a retrace)
@@ -137,10 +142,24 @@ def _run_ours(backend: str, make, texts: list[str], call) -> tuple[float, str, l
         first, _ = _timed(lambda: call(pipe, texts))
         note = f"first pass (compiling) {first:.1f} s; "
     seconds, results = _timed(lambda: call(pipe, texts))
-    return seconds, note, results, pipe
+    return seconds, note, results
 
 
-def run(quick: bool = False, n_texts: int | None = None) -> list[dict]:
+def _single_text(hf_pipe, pipe, one: str, reps: int) -> tuple[list[float], list[float]]:
+    """Seconds of ``reps`` calls of HF's pipeline and ours on ``one``, alternating (after one warm call
+    each), so that a change of the machine's load hits both sides alike."""
+    hf_pipe(one), pipe(one)
+    hf_times, times = [], []
+    for _ in range(reps):
+        hf_times.append(_timed(lambda: hf_pipe(one))[0])
+        times.append(_timed(lambda: pipe(one))[0])
+    return hf_times, times
+
+
+PARTS = ("single", "fill", "ner")
+
+
+def run(quick: bool = False, n_texts: int | None = None, parts: tuple[str, ...] = PARTS) -> list[dict]:
     import torch
     import transformers
 
@@ -159,85 +178,107 @@ def run(quick: bool = False, n_texts: int | None = None) -> list[dict]:
         tok, hf_tok = _tokenizers(directory)
         tokens = sum(len(x) for x in tok(texts, truncation=True, max_length=512)["input_ids"])
 
-        # 1. token classification over the corpus
-        labels = dict(num_labels=len(NER_LABELS), id2label=dict(enumerate(NER_LABELS)))
-        hf_model = _hf_model("XLMRobertaForTokenClassification", shape, **labels)
-        hf_pipe = transformers.pipeline("ner", model=hf_model, tokenizer=hf_tok, framework="pt",
-                                        aggregation_strategy="simple")  # fmt: skip
-        hf_s, expected = _timed(lambda: hf_pipe(texts, batch_size=NER_BATCH))
-        for backend in BACKENDS:
-            seconds, note, got, _ = _run_ours(
-                backend,
-                lambda b=backend: xlmr.pipeline(
+        # 1. fill-mask on one text, 2. fill-mask over the corpus
+        if "single" in parts or "fill" in parts:
+            hf_model = _hf_model("XLMRobertaForMaskedLM", shape)
+            hf_pipe = transformers.pipeline("fill-mask", model=hf_model, tokenizer=hf_tok, framework="pt")
+
+            def fill_pipe(backend: str):  # one backend's model at a time: four base-size models do not fit
+                return xlmr.pipeline("fill-mask", _ours(backend, "masked_lm", hf_model, shape), tokenizer=tok)
+
+        if "single" in parts:
+            one = (
+                next(t for t, ids in zip(masked, tok(masked)["input_ids"]) if 90 <= len(ids) <= 130)
+                if not quick
+                else masked[0]
+            )
+            n_tokens = len(tok(one)["input_ids"])
+            reps = 10 if quick else 15
+            hf_single = hf_pipe(one)
+            for backend in BACKENDS:
+                pipe = fill_pipe(backend)
+                hf_times, times = _single_text(hf_pipe, pipe, one, reps)
+                hf_one, ours_one = statistics.median(hf_times), statistics.median(times)
+                _add(rows, **dict(
+                    benchmark=f"fill-mask, one text of {n_tokens} tokens ({name})",
+                    backend=backend, xlmr=1000 * ours_one, hf=1000 * hf_one, unit="ms", ratio=hf_one / ours_one,
+                    notes=(f"medians of {reps} calls alternating with HF's; best of {reps}: xlmr "
+                           f"{1000 * min(times):.4g} ms, HF {1000 * min(hf_times):.4g} ms "
+                           f"(ratio {min(hf_times) / min(times):.2f}); equal to HF's: "
+                           f"{_same_fill(pipe(one), hf_single)}; load average {_load()}"),
+                ))  # fmt: skip
+                del pipe
+                gc.collect()
+        if "fill" in parts:
+            trunc = {"tokenizer_kwargs": {"truncation": True, "max_length": 512}}
+            hf_s, expected = _timed(lambda: hf_pipe(masked, batch_size=FILL_BATCH, **trunc))
+            for backend in BACKENDS:
+                pipe = fill_pipe(backend)
+                seconds, note, got = _run_ours(
+                    backend, pipe, masked, lambda p, t: p(t, batch_size=FILL_BATCH, **trunc)
+                )
+                same = sum(_same_fill(a, b) for a, b in zip(got, expected))
+                _add(rows, **dict(
+                    benchmark=f"fill-mask, {n} corpus texts, top_k=5, batch_size={FILL_BATCH} ({name})",
+                    backend=backend, xlmr=seconds, hf=hf_s, unit="s", ratio=hf_s / seconds,
+                    notes=(f"{note}{same}/{n} results equal HF's; LM head at the masked positions only; "
+                           f"load average {_load()}"),
+                ))  # fmt: skip
+                del pipe
+                gc.collect()
+        if "single" in parts or "fill" in parts:
+            del hf_model, hf_pipe
+            gc.collect()
+
+        # 3. token classification over the corpus
+        if "ner" in parts:
+            labels = dict(num_labels=len(NER_LABELS), id2label=dict(enumerate(NER_LABELS)))
+            hf_model = _hf_model("XLMRobertaForTokenClassification", shape, **labels)
+            hf_pipe = transformers.pipeline("ner", model=hf_model, tokenizer=hf_tok, framework="pt",
+                                            aggregation_strategy="simple")  # fmt: skip
+            hf_s, expected = _timed(lambda: hf_pipe(texts, batch_size=NER_BATCH))
+            for backend in BACKENDS:
+                pipe = xlmr.pipeline(
                     "ner",
-                    _ours(b, "token_classification", hf_model, shape, **labels),
+                    _ours(backend, "token_classification", hf_model, shape, **labels),
                     tokenizer=tok,
                     aggregation_strategy="simple",
-                ),  # fmt: skip
-                texts,
-                lambda p, t: p(t, batch_size=NER_BATCH),
-            )
-            same = sum(_same_entities(a, b) for a, b in zip(got, expected))
-            _add(rows, **dict(
-                benchmark=f"token classification, {n} corpus texts ({tokens} tokens), batch_size={NER_BATCH} ({name})",
-                backend=backend, xlmr=seconds, hf=hf_s, unit="s", ratio=hf_s / seconds,
-                notes=f"{note}{same}/{n} results equal HF's; {threads} threads",
-            ))  # fmt: skip
-            gc.collect()
-        del hf_model, hf_pipe
-        gc.collect()
-
-        # 2. fill-mask over the corpus, 3. fill-mask on one text
-        hf_model = _hf_model("XLMRobertaForMaskedLM", shape)
-        hf_pipe = transformers.pipeline("fill-mask", model=hf_model, tokenizer=hf_tok, framework="pt")
-        trunc = {"tokenizer_kwargs": {"truncation": True, "max_length": 512}}
-        hf_s, expected = _timed(lambda: hf_pipe(masked, batch_size=FILL_BATCH, **trunc))
-        one = (
-            next(t for t, ids in zip(masked, tok(masked)["input_ids"]) if 90 <= len(ids) <= 130)
-            if not quick
-            else masked[0]
-        )
-        reps = 10 if quick else 7
-        hf_pipe(one)
-        hf_one = statistics.median(_timed(lambda: hf_pipe(one))[0] for _ in range(reps))
-        hf_single = hf_pipe(one)
-        for backend in BACKENDS:
-            seconds, note, got, pipe = _run_ours(
-                backend,
-                lambda b=backend: xlmr.pipeline(
-                    "fill-mask", _ours(b, "masked_lm", hf_model, shape), tokenizer=tok
-                ),
-                masked,
-                lambda p, t: p(t, batch_size=FILL_BATCH, **trunc),
-            )
-            same = sum(_same_fill(a, b) for a, b in zip(got, expected))
-            _add(rows, **dict(
-                benchmark=f"fill-mask, {n} corpus texts, top_k=5, batch_size={FILL_BATCH} ({name})",
-                backend=backend, xlmr=seconds, hf=hf_s, unit="s", ratio=hf_s / seconds,
-                notes=f"{note}{same}/{n} results equal HF's; LM head at the masked positions only",
-            ))  # fmt: skip
-            pipe(one)
-            ours_one = statistics.median(_timed(lambda p=pipe: p(one))[0] for _ in range(reps))
-            n_tokens = len(tok(one)["input_ids"])
-            _add(rows, **dict(
-                benchmark=f"fill-mask, one text of {n_tokens} tokens ({name})",
-                backend=backend, xlmr=1000 * ours_one, hf=1000 * hf_one, unit="ms", ratio=hf_one / ours_one,
-                notes=f"median of {reps} calls; equal to HF's: {_same_fill(pipe(one), hf_single)}",
-            ))  # fmt: skip
-            del pipe
-            gc.collect()
+                )
+                seconds, note, got = _run_ours(backend, pipe, texts, lambda p, t: p(t, batch_size=NER_BATCH))
+                same = sum(_same_entities(a, b) for a, b in zip(got, expected))
+                _add(rows, **dict(
+                    benchmark=(f"token classification, {n} corpus texts ({tokens} tokens), "
+                               f"batch_size={NER_BATCH} ({name})"),
+                    backend=backend, xlmr=seconds, hf=hf_s, unit="s", ratio=hf_s / seconds,
+                    notes=f"{note}{same}/{n} results equal HF's; {threads} threads; load average {_load()}",
+                ))  # fmt: skip
+                del pipe
+                gc.collect()
     return rows
+
+
+def _load() -> str:
+    """The 1-minute load average (other processes sharing the cores skew every time)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:  # pragma: no cover - not on every platform
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    n = None
+    n, parts = None, PARTS
     for i, arg in enumerate(argv):
         if arg == "--texts":
             n = int(argv[i + 1])
         elif re.fullmatch(r"--texts=\d+", arg):
             n = int(arg.split("=")[1])
-    rows = run(quick="--quick" in argv, n_texts=n)
+        elif arg.startswith("--parts="):
+            parts = tuple(arg.split("=", 1)[1].split(","))
+            unknown = sorted(set(parts) - set(PARTS))
+            if unknown:
+                raise SystemExit(f"--parts: unknown {unknown}; choose from {', '.join(PARTS)}")
+    rows = run(quick="--quick" in argv, n_texts=n, parts=parts)
     print("| benchmark | backend | xlmr | HF 4.57.6 | unit | ratio | notes |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

@@ -206,6 +206,62 @@ def test_fill_mask_matches_hf(world, backend):
     assert_same(got, world.hf_pipeline("fill-mask", "masked_lm_wide")(FILL_TEXTS[0], top_k=40))
 
 
+def test_fill_mask_torch_fused_kernel_and_fallbacks(world):
+    """PyTorch runs one unpadded text through the fused encoder-layer kernel: its output equals the
+    layers' modules; a forward hook on a layer's module (a probe, an adapter) turns it off and is
+    honoured as HF's model honours it; weights changed in place after the pipeline was built are
+    used (the fused query/key/value weights are rebuilt)."""
+    torch = pytest.importorskip("torch")
+    from xlmr_torch import tasks
+
+    ours, theirs = world.ours("torch", "masked_lm"), world.hf_model("masked_lm")
+    layers = ours.roberta.encoder.layer
+    fused = tasks._FusedLayers(ours.roberta)
+    ids = torch.tensor([world.tokenizer(FILL_TEXTS[0])["input_ids"]])
+    with torch.inference_mode():
+        hidden = ours.roberta.embeddings(input_ids=ids)
+        assert fused.usable(hidden, None)
+        assert not fused.usable(hidden, torch.zeros(1, 1, 1, ids.shape[1]))  # a mask: the modules
+        expected = hidden
+        for layer in layers:
+            expected = layer(expected, None)[0]
+        got = fused.run(hidden, len(layers))
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5, rtol=0)
+    assert not fused.usable(hidden, None)  # outside inference mode (gradients on): the modules
+
+    fill = world.pipeline("fill-mask", "masked_lm", "torch")
+    reference = world.hf_pipeline("fill-mask", "masked_lm")
+    plain = fill(FILL_TEXTS[0], top_k=3)
+    name = "roberta.encoder.layer.0.intermediate.dense"
+    handles = [
+        m.get_submodule(name).register_forward_hook(lambda mod, args, out: out * 2) for m in (ours, theirs)
+    ]
+    try:
+        with torch.inference_mode():
+            assert not fused.usable(hidden, None)
+        hooked = fill(FILL_TEXTS[0], top_k=3)
+        assert_same(hooked, reference(FILL_TEXTS[0], top_k=3))
+        assert [p["score"] for p in hooked] != [p["score"] for p in plain]
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    name = "roberta.encoder.layer.0.attention.self.query.weight"
+    saved = ours.get_parameter(name).detach().clone()
+    try:
+        with torch.no_grad():
+            for model in (ours, theirs):
+                model.get_parameter(name).mul_(3.0)
+        changed = fill(FILL_TEXTS[0], top_k=3)
+        assert_same(changed, reference(FILL_TEXTS[0], top_k=3))
+        assert [p["score"] for p in changed] != [p["score"] for p in plain]
+    finally:
+        with torch.no_grad():
+            for model in (ours, theirs):
+                model.get_parameter(name).copy_(saved)
+    assert_same(fill(FILL_TEXTS[0], top_k=3), plain)
+
+
 # -- text classification ---------------------------------------------------------------------------
 CLASSIFY = ["The cat sat on the mat.", "Москва и Берлин.", "Where does the dog sleep?"]
 PAIR = {"text": "Who was born in Warsaw?", "text_pair": "Marie Curie was born in Warsaw."}

@@ -77,18 +77,72 @@ def backbone_forward(model: Any) -> Callable[[Inputs], np.ndarray]:
     return lambda inputs: _numpy(call(model.params, _feed(inputs)))
 
 
+def _prunable(model: Any) -> bool:
+    """Whether the last layer can run at the masked positions alone (a plain bidirectional encoder)."""
+    config = model.config
+    return (
+        config.position_embedding_type == "absolute"
+        and not config.is_decoder
+        and not config.add_cross_attention
+        and config.num_hidden_layers > 0
+    )
+
+
+def _hidden_at(backbone: Any, feed: Mapping[str, jax.Array], rows: jax.Array, cols: jax.Array) -> jax.Array:
+    """The last layer's output at tokens ``[rows[i], cols[i]]`` only, (n, hidden) (``backbone`` bound).
+
+    Every layer but the last runs on the whole batch (its keys and values are needed). The last
+    layer computes keys and values for every token and everything else -- the query, attention,
+    output projection and feed-forward -- at the picked tokens only: the rest of its output is
+    never read by the masked-LM head.
+    """
+    import math
+
+    from .modeling import additive_mask, attention_keep_mask, create_position_ids_from_input_ids
+
+    config = backbone.config
+    input_ids, segment_ids, mask = feed["input_ids"], feed.get("segment_ids"), feed.get("attention_mask")
+    positions = create_position_ids_from_input_ids(input_ids, config.pad_token_id, segment_ids=segment_ids)
+    hidden = backbone.embeddings(input_ids, jnp.zeros_like(input_ids), positions, mask, deterministic=True)
+    layers = backbone.encoder.layer.layers
+    for layer in layers[:-1]:
+        hidden = layer(hidden, mask, None, None, None, False, True, False, segment_ids)[0]
+    last = layers[-1]
+    attention = last.attention.self
+    picked = hidden[rows, cols]  # (n, hidden)
+    n, heads, head_dim = picked.shape[0], config.num_attention_heads, config.head_dim
+    query = attention.query(picked).reshape(n, heads, head_dim)
+    key = attention._split_heads(attention.key(hidden))[rows]  # (n, seq, heads, head_dim)
+    value = attention._split_heads(attention.value(hidden))[rows]
+    scores = jnp.einsum("nhd,nkhd->nhk", query, key).astype(jnp.float32) * (1.0 / math.sqrt(head_dim))
+    keep = attention_keep_mask(mask, segment_ids, input_ids.shape[1], 0, False)
+    if keep is not None:  # (batch or 1, 1, seq or 1, seq) -> each picked query's row of it
+        keep = keep[:, 0]
+        zero = jnp.zeros_like(rows)
+        keep = keep[rows if keep.shape[0] > 1 else zero, cols if keep.shape[1] > 1 else zero]  # (n, seq)
+        scores = scores + additive_mask(keep[:, None, :], scores.dtype)
+    probs = jax.nn.softmax(scores, axis=-1).astype(query.dtype)
+    context = jnp.einsum("nhk,nkhd->nhd", probs, value).reshape(n, config.hidden_size)
+    attended = last.attention.output(context, picked, deterministic=True)
+    return last.output(last.intermediate(attended), attended, deterministic=True)  # (n, hidden)
+
+
 def masked_lm_forward(model: Any) -> Callable[[Inputs, np.ndarray, np.ndarray], np.ndarray]:
     """``(inputs, rows, cols) -> logits`` (n, vocab) of the masked-LM head at tokens ``[rows[i], cols[i]]``.
 
-    The backbone runs on the whole batch; the LM head (the vocabulary projection, most of the cost
-    of a masked-LM forward) only on the gathered hidden states.
+    The backbone runs on the whole batch but its last layer only at the picked tokens (where the
+    model allows, see :func:`_hidden_at`); the LM head (the vocabulary projection, most of the
+    cost of a masked-LM forward) runs on the picked hidden states alone.
     """
     prefix, tied = model.head.prefix, model.config.tie_word_embeddings
+    prune = _prunable(model)
 
     def logits_at(module, feed, rows, cols):
-        hidden = _hidden(module, prefix, feed)
-        picked = hidden[rows, cols][None]  # (1, n, hidden)
         backbone = _backbone(module, prefix)
+        if prune:
+            picked = _hidden_at(backbone, feed, rows, cols)[None]  # (1, n, hidden)
+        else:
+            picked = _hidden(module, prefix, feed)[rows, cols][None]  # (1, n, hidden)
         shared = backbone.variables["params"]["embeddings"]["word_embeddings"]["embedding"] if tied else None
         return module.lm_head(picked, shared_embedding=shared)[0]  # (n, vocab)
 

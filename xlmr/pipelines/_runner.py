@@ -97,6 +97,10 @@ class Runner:
             subset = [sequences[int(i)] for i in group]
             if self.packed and len(subset) > 1:  # (one sequence alone: a plain row, no block mask)
                 planned = pack_sequences(subset, **options)
+            elif len(subset) == 1 and not self.tasks.STATIC_SHAPES:
+                # One sequence in an eager backend: its own length, no padding (and so no mask).
+                one = dict(options, row_lengths=(max(1, len(subset[0])), self.max_length))
+                planned = pad_sequences(subset, max_rows=batch_size, **one)
             else:
                 planned = pad_sequences(subset, max_rows=batch_size, **options)
             for batch in planned:
