@@ -263,32 +263,43 @@ def _mapping_of(address: int) -> str:
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps (Linux)")
+@pytest.mark.parametrize("fmt", ["safetensors", "tf"])
 @pytest.mark.parametrize("backend", ["tf", "flax"])
-def test_aligned_safetensors_weights_are_the_mapped_file(checkpoints, backend):
-    """xlmr writes safetensors with 64-byte-aligned tensors, so TF and XLA take the file's pages as the
-    weights themselves: the embedding matrix's buffer lies in the map of model.safetensors (the copy,
-    anonymous memory, is what a tensor the framework cannot use in place gets). Values are exact."""
+def test_aligned_weights_are_the_mapped_file(checkpoints, backend, fmt):
+    """xlmr writes safetensors and tf_model.h5 with 64-byte-aligned tensors, so TF and XLA take the
+    file's pages as the weights themselves: the embedding matrix's buffer lies in the map of the
+    file (a copy, anonymous memory, is what a tensor the framework cannot use in place gets). A dense
+    kernel too where the file stores it in the framework's layout (tf_model.h5); from PyTorch's
+    layout (safetensors) it is a transposed copy. Values are exact."""
     dirs, sd = checkpoints
+    files = {"safetensors": "model.safetensors", "tf": "tf_model.h5"}
     if backend == "tf":
         pytest.importorskip("tensorflow")
-        import xlmr_tf
-
-        model = xlmr_tf.TFXLMRobertaForMaskedLM.from_pretrained(dirs["safetensors"])
-        variable = model.roberta.embeddings.word_embeddings.embeddings
         import tensorflow as tf
 
-        buffer = np.from_dlpack(tf.convert_to_tensor(variable.value))  # the buffer itself, no copy
+        import xlmr_tf
+
+        model = xlmr_tf.TFXLMRobertaForMaskedLM.from_pretrained(dirs[fmt])
+        layer = model.roberta.encoder.layer[0]
+        buffers = [  # the buffers themselves, no copy
+            np.from_dlpack(tf.convert_to_tensor(v.value))
+            for v in (model.roberta.embeddings.word_embeddings.embeddings, layer.intermediate.dense.kernel)
+        ]
         values = model.canonical_state_dict()
     else:
         pytest.importorskip("jax")
         import xlmr_flax
 
-        model = xlmr_flax.FlaxXLMRobertaForMaskedLM.from_pretrained(dirs["safetensors"])
-        array = model.params["roberta"]["embeddings"]["word_embeddings"]["embedding"]
-        buffer = np.asarray(array)
-        assert buffer.ctypes.data == array.unsafe_buffer_pointer()
+        model = xlmr_flax.FlaxXLMRobertaForMaskedLM.from_pretrained(dirs[fmt])
+        roberta = model.params["roberta"]
+        arrays = [roberta["embeddings"]["word_embeddings"]["embedding"],
+                  roberta["encoder"]["layer"]["0"]["intermediate"]["dense"]["kernel"]]  # fmt: skip
+        buffers = [np.asarray(a) for a in arrays]
+        assert [b.ctypes.data for b in buffers] == [a.unsafe_buffer_pointer() for a in arrays]
         values = xlmr_flax.loading.params_to_state_dict(model.params)
-    assert _mapping_of(buffer.ctypes.data) == str(dirs["safetensors"] / "model.safetensors")
+    path = str(dirs[fmt] / files[fmt])
+    assert _mapping_of(buffers[0].ctypes.data) == path
+    assert (_mapping_of(buffers[1].ctypes.data) == path) == (fmt == "tf")
     for name, value in sd.items():
         np.testing.assert_array_equal(values[name], value, err_msg=name)
 

@@ -154,11 +154,12 @@ class _CheckpointValue:
             raise W.WeightMismatchError(
                 f"{self.key}: checkpoint shape {tensor.shape} does not fit the variable's {tuple(shape)}"
             )
-        # A kernel stored transposed: TF's own (multi-threaded) transpose of the bytes as stored,
-        # read into a reused buffer.
-        if self.transpose:
+        # A kernel stored in PyTorch's layout: TF's own (multi-threaded) transpose of the bytes as
+        # stored, read into a reused buffer. One stored in TF's layout (tensor.base: tf_model.h5,
+        # flax_model.msgpack) is used as it is.
+        if self.transpose and tensor.base is None:
             return tf.transpose(_to_tf(tensor.materialize(dtype=np_dtype(dtype), align=ALIGN, reuse=True)))
-        return _to_tf(tensor.materialize(dtype=np_dtype(dtype), align=ALIGN))
+        return _to_tf(tensor.materialize(transpose=self.transpose, dtype=np_dtype(dtype), align=ALIGN))
 
 
 def _to_tf(array: np.ndarray) -> tf.Tensor:
