@@ -9,12 +9,15 @@ batches in a few bucketed shapes.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from xlmr.pipelines._fill_mask import last_layer_prunable
 
 # Whether batches should come in a few fixed shapes (compiled backends) or any shape.
 STATIC_SHAPES = True
@@ -77,17 +80,6 @@ def backbone_forward(model: Any) -> Callable[[Inputs], np.ndarray]:
     return lambda inputs: _numpy(call(model.params, _feed(inputs)))
 
 
-def _prunable(model: Any) -> bool:
-    """Whether the last layer can run at the masked positions alone (a plain bidirectional encoder)."""
-    config = model.config
-    return (
-        config.position_embedding_type == "absolute"
-        and not config.is_decoder
-        and not config.add_cross_attention
-        and config.num_hidden_layers > 0
-    )
-
-
 def _hidden_at(backbone: Any, feed: Mapping[str, jax.Array], rows: jax.Array, cols: jax.Array) -> jax.Array:
     """The last layer's output at tokens ``[rows[i], cols[i]]`` only, (n, hidden) (``backbone`` bound).
 
@@ -96,8 +88,6 @@ def _hidden_at(backbone: Any, feed: Mapping[str, jax.Array], rows: jax.Array, co
     output projection and feed-forward -- at the picked tokens only: the rest of its output is
     never read by the masked-LM head.
     """
-    import math
-
     from .modeling import additive_mask, attention_keep_mask, create_position_ids_from_input_ids
 
     config = backbone.config
@@ -135,7 +125,7 @@ def masked_lm_forward(model: Any) -> Callable[[Inputs, np.ndarray, np.ndarray], 
     cost of a masked-LM forward) runs on the picked hidden states alone.
     """
     prefix, tied = model.head.prefix, model.config.tie_word_embeddings
-    prune = _prunable(model)
+    prune = last_layer_prunable(model.config)
 
     def logits_at(module, feed, rows, cols):
         backbone = _backbone(module, prefix)

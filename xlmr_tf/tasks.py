@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from xlmr.pipelines._fill_mask import last_layer_prunable
+
 # Whether batches should come in a few fixed shapes (compiled backends) or any shape.
 STATIC_SHAPES = False
 
@@ -71,17 +73,6 @@ def backbone_forward(model: Any) -> Callable[[Inputs], np.ndarray]:
     return lambda inputs: _numpy(call(_feed(inputs)))
 
 
-def _prunable(model: Any) -> bool:
-    """Whether the last layer can run at the masked positions alone (a plain bidirectional encoder)."""
-    config = model.config
-    return (
-        config.position_embedding_type == "absolute"
-        and not config.is_decoder
-        and not config.add_cross_attention
-        and config.num_hidden_layers > 0
-    )
-
-
 def _hidden_at(backbone: Any, feed: Mapping[str, tf.Tensor], where: tf.Tensor) -> tf.Tensor:
     """The last layer's output at tokens ``where`` (n, 2) = (row, column) only, (n, hidden).
 
@@ -134,7 +125,7 @@ def masked_lm_forward(model: Any) -> Callable[[Inputs, np.ndarray, np.ndarray], 
     without padding is left out.
     """
     backbone = _backbone(model)
-    prune = _prunable(model)
+    prune = last_layer_prunable(model.config)
 
     @tf.function(reduce_retracing=True)
     def call(feed, where):

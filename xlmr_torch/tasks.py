@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from xlmr.pipelines._fill_mask import last_layer_prunable
+
 # Whether batches should come in a few fixed shapes (compiled backends) or any shape.
 STATIC_SHAPES = False
 
@@ -69,17 +71,6 @@ def backbone_forward(model: Any) -> Callable[[Inputs], np.ndarray]:
         return _numpy(out.last_hidden_state)
 
     return run
-
-
-def _prunable(model: Any) -> bool:
-    """Whether the last layer can run at the masked positions alone (a plain bidirectional encoder)."""
-    config = model.config
-    return (
-        config.position_embedding_type == "absolute"
-        and not config.is_decoder
-        and not config.add_cross_attention
-        and config.num_hidden_layers > 0
-    )
 
 
 class _FusedLayers:
@@ -231,7 +222,7 @@ def masked_lm_forward(model: Any) -> Callable[[Inputs, np.ndarray, np.ndarray], 
     cost of a masked-LM forward) runs on the picked hidden states alone.
     """
     backbone = _backbone(model)
-    prune = _prunable(model)
+    prune = last_layer_prunable(model.config)
     fused = _FusedLayers(backbone)
 
     def run(inputs: Inputs, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

@@ -12,6 +12,21 @@ from ._base import Pipeline, as_list, softmax
 logger = logging.getLogger("xlmr.pipelines")
 
 
+def last_layer_prunable(config: Any) -> bool:
+    """Whether a backend may run the last encoder layer at the masked positions alone.
+
+    True for a plain bidirectional encoder with absolute positions: there a token's output in
+    the last layer depends on its own query and every token's key and value only. Relative
+    position scores, decoders and cross-attention run the full layer.
+    """
+    return (
+        config.position_embedding_type == "absolute"
+        and not config.is_decoder
+        and not config.add_cross_attention
+        and config.num_hidden_layers > 0
+    )
+
+
 class FillMaskPipeline(Pipeline):
     """Predict the token at each ``<mask>`` of a text.
 
