@@ -112,6 +112,76 @@ def test_jit_matches_eager_and_traces_once_per_shape():
     assert traces == [(2, 7), (2, 5)]
 
 
+def test_eager_call_is_one_compiled_program_shared_by_equal_configs(caplog):
+    """An eager call runs the forward as one jitted program (not one compiled operation at a time),
+    equal to the module applied op by op; a second model with an equal config reuses it; a
+    config changed afterwards gets its own program and never reaches the shared one."""
+    import logging
+
+    from xlmr_flax import modeling
+
+    model, config, _, _ = ours("token_classification")
+    inputs = make_inputs(config, "token_classification", seq=6, labels=False)
+    with jax.disable_jit():
+        by_operation = model.module.apply(
+            {"params": model.params}, **{k: jnp.asarray(v, "i4") for k, v in inputs.items()}
+        )
+    modeling._COMPILED.clear()
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="jax"):
+            first = model(**inputs).logits
+            compiled = [
+                r.getMessage() for r in caplog.records if "Finished XLA compilation" in r.getMessage()
+            ]
+            caplog.clear()
+            twin, _, _, _ = ours("token_classification")
+            again = twin(**inputs).logits
+            recompiled = [
+                r.getMessage() for r in caplog.records if "Finished XLA compilation" in r.getMessage()
+            ]
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    assert sum("jit(apply)" in m for m in compiled) == 1, compiled
+    assert len(compiled) <= 3, compiled  # the program, plus at most the input conversions
+    assert recompiled == []
+    assert len(modeling._COMPILED) == 1
+    np.testing.assert_allclose(np.asarray(first), np.asarray(by_operation[0]), atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(np.asarray(again), np.asarray(first))
+
+    twin.config.num_labels = config.num_labels  # unchanged content: same program
+    twin(**inputs)
+    assert len(modeling._COMPILED) == 1
+    twin.config.layer_norm_eps = 0.5  # a config changed in place: its own program, the shared one intact
+    changed = np.asarray(twin(**inputs).logits)
+    assert len(modeling._COMPILED) == 2
+    assert np.abs(changed - np.asarray(first)).max() > 1e-3
+    np.testing.assert_array_equal(np.asarray(model(**inputs).logits), np.asarray(first))
+
+
+@pytest.mark.parametrize(
+    "head, overrides",
+    [
+        ("base", {}),
+        ("masked_lm", {}),
+        ("multiple_choice", {}),
+        ("causal_lm", {"is_decoder": True, "add_cross_attention": True}),
+        ("token_classification", {"position_embedding_type": "relative_key_query"}),
+    ],
+)
+def test_params_shape_tree_is_the_full_inits(head, overrides):
+    """The shape tree (traced with one layer, repeated) is eval_shape of the whole model's init."""
+    config = head_config(head, num_hidden_layers=3, **overrides)
+    model = flax_class(head)(config, input_shape=input_shape(head), _do_init=False)
+    full = jax.eval_shape(lambda rng: model._init_variables(rng, model.input_shape), model.key)["params"]
+    expected = {p: (tuple(v.shape), v.dtype) for p, v in flatten_tree(full).items()}
+    got = {p: (tuple(v.shape), v.dtype) for p, v in flatten_tree(model.params_shape_tree).items()}
+    assert got == expected
+    assert sum(p[-1] == "kernel" and "layer" in p for p in got) == 3 * (
+        6 + 4 * bool(overrides.get("add_cross_attention"))
+    )
+
+
 def test_jitted_function_returns_whole_outputs():
     model, config, _, _ = ours("question_answering")
     inputs = make_inputs(config, "question_answering", labels=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +27,8 @@ from conversion.common import ALIGN
 from xlmr import _hub
 from xlmr import weights as W
 from xlmr.protocols import PretrainedModel, PretrainedModelClass
+
+_READERS = min(2, os.cpu_count() or 1)  # threads reading tensors in params_from_checkpoint
 
 
 class FlaxModel(PretrainedModel, Protocol):
@@ -154,13 +157,19 @@ def params_from_checkpoint(model: FlaxModel, tensors: dict, param_dtype: Any = N
         raise W.WeightMismatchError(
             f"checkpoint does not fit {type(model).__name__} ({'; '.join(problems[:10])})"
         )
-    flat = {}
-    for key, (path, transpose, target) in plan.items():
+
+    def read(key: str) -> tuple[tuple[str, ...], jax.Array]:
+        path, transpose, target = plan[key]
         tensor = tensors.pop(key)
         array = tensor.materialize(transpose=transpose, dtype=target, align=ALIGN)
-        flat[path] = jax.device_put(array, may_alias=True)
-        del array, tensor
-    return W.unflatten_tree(flat)
+        return path, jax.device_put(array, may_alias=True)
+
+    # Two readers: a transposed or cast tensor is a copy made block by block in numpy, which
+    # releases the GIL; one thread each keeps two cores busy. Largest tensors first.
+    order = sorted(plan, key=lambda k: -tensors[k].nbytes)
+    with ThreadPoolExecutor(max_workers=min(_READERS, max(1, len(order)))) as pool:
+        flat = dict(pool.map(read, order))
+    return W.unflatten_tree({plan[k][0]: flat[plan[k][0]] for k in plan})
 
 
 def save_pretrained(

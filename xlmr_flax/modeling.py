@@ -24,6 +24,8 @@ Shapes use one notation: (batch, seq, hidden), (batch, seq, heads, head_dim) ins
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -455,6 +457,12 @@ class FlaxXLMRobertaSelfAttention(nn.Module):
                 attention_mask = jnp.ones((key.shape[0], key.shape[1]), "i4")
         keep = attention_keep_mask(attention_mask, segment_ids, query.shape[1], past, self.causal)
 
+        scale = 1.0 / math.sqrt(cfg.head_dim)
+        if self._position_type == "absolute":
+            # Scale the (seq, head_dim) queries, not the (seq, seq) scores: XLA folds the scalar into
+            # the projection's bias fusion, where a product on the scores is one more full pass.
+            query = query * jnp.asarray(scale, query.dtype)
+            scale = None
         scores = jnp.einsum("bqhd,bkhd->bhqk", query, key)  # (batch, heads, seq, key_seq)
         if self._position_type != "absolute":
             args = (
@@ -469,7 +477,9 @@ class FlaxXLMRobertaSelfAttention(nn.Module):
                 if cached
                 else relative_position_scores(*args)
             )
-        scores = scores.astype(jnp.float32) * (1.0 / math.sqrt(cfg.head_dim))
+        scores = scores.astype(jnp.float32)
+        if scale is not None:
+            scores = scores * scale
         if keep is not None:
             scores = scores + additive_mask(keep, scores.dtype)
         probs = jax.nn.softmax(scores, axis=-1)
@@ -786,6 +796,67 @@ def _to_plain_dict(tree: Any) -> Any:
     return tree
 
 
+# A program that runs once (new leaves' random values): LLVM's cheapest pipeline, as compiling
+# is most of its cost.
+_QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+_COMPILED: OrderedDict[tuple, Callable] = OrderedDict()  # (module, flags) -> jitted apply, most recent last
+_COMPILED_KEEP = 32
+
+
+def _compiled_apply(module: nn.Module, flags: tuple[bool, bool, bool]) -> Callable:
+    """``jax.jit`` of ``module.apply`` for ``(deterministic, output_attentions, output_hidden_states)``.
+
+    Kept for the last :data:`_COMPILED_KEEP` settings, keyed by the module's class and fields (the
+    config by its JSON): models with equal configs share their compiled programs, as eager
+    operations share theirs.
+    """
+    fields = tuple(
+        (
+            f.name,
+            getattr(module, f.name).to_json_string() if f.name == "config" else repr(getattr(module, f.name)),
+        )
+        for f in dataclasses.fields(module)
+        if f.name not in ("parent", "name")
+    )
+    key = (type(module), fields, flags)
+    if key in _COMPILED:
+        _COMPILED.move_to_end(key)
+        return _COMPILED[key]
+    deterministic, output_attentions, output_hidden_states = flags
+    # Its own copy of the config: a later change to the caller's config makes a new key, and
+    # never reaches a program another model shares.
+    module = module.clone(parent=None, config=module.config.copy())
+
+    def apply(params, input_ids, attention_mask, head_mask, dropout_rng, kwargs):
+        return module.apply(
+            {"params": params},
+            input_ids,
+            attention_mask,
+            head_mask=head_mask,
+            deterministic=deterministic,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            rngs={"dropout": dropout_rng} if dropout_rng is not None else {},
+            **kwargs,
+        )
+
+    _COMPILED[key] = jax.jit(apply)
+    while len(_COMPILED) > _COMPILED_KEEP:
+        _COMPILED.popitem(last=False)
+    return _COMPILED[key]
+
+
+def _layer_position(path: tuple[str, ...]) -> int | None:
+    """Where the layer number stands in a parameter path (``.../encoder/layer/<i>/...``), else None."""
+    for i in range(len(path) - 2):
+        if path[i] == "encoder" and path[i + 1] == "layer":
+            return i + 2
+    return None
+
+
 def _has_dropout(config: XLMRobertaConfig) -> bool:
     rates = (
         config.hidden_dropout_prob,
@@ -918,16 +989,91 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
 
     @property
     def params_shape_tree(self) -> dict:
-        """``jax.ShapeDtypeStruct`` tree of the parameters, computed without allocating them."""
+        """``jax.ShapeDtypeStruct`` tree of the parameters, computed without allocating them.
+
+        ``jax.eval_shape`` of the init of the model with one layer, that layer's subtree then
+        repeated for every layer (the layers are one module class built from one config): the
+        same tree as tracing all of them, for a twelfth of the tracing.
+        """
         if self._params_shape_tree is None:
-            shapes = jax.eval_shape(lambda rng: self._init_variables(rng, self.input_shape), self.key)
-            self._params_shape_tree = _to_plain_dict(shapes["params"])
+            module = self._one_layer_module()
+            shapes = jax.eval_shape(
+                lambda rng: self._init_variables(rng, self.input_shape, module=module), self.key
+            )
+            self._params_shape_tree = self._every_layer(_to_plain_dict(shapes["params"]))
         return self._params_shape_tree
+
+    def _one_layer_module(self) -> nn.Module:
+        """The same module class with a one-layer copy of the config (for shapes and new leaves)."""
+        if self.config.num_hidden_layers <= 1:
+            return self.module
+        return self.module_class(
+            config=self.config.copy(num_hidden_layers=1), dtype=self.dtype, **self._module_kwargs
+        )
+
+    def _every_layer(self, params: dict) -> dict:
+        """``params`` of the one-layer module with layer ``"0"`` repeated for every layer of the model."""
+        count = self.config.num_hidden_layers
+        if count <= 1:
+            return params
+        flat = flatten_tree(params)
+        out = {}
+        for path, value in flat.items():
+            at = _layer_position(path)
+            if at is None:
+                out[path] = value
+                continue
+            for i in range(count):
+                out[path[:at] + (str(i),) + path[at + 1 :]] = value
+        return unflatten_tree(out)
 
     # -- initialisation ------------------------------------------------------------------------
     def _init_variables(
-        self, rng: Array, input_shape: tuple[int, ...], params: Mapping | None = None
+        self,
+        rng: Array,
+        input_shape: tuple[int, ...],
+        params: Mapping | None = None,
+        module: nn.Module | None = None,
     ) -> dict:
+        module = self.module if module is None else module
+        if params is None:
+            rngs, args, kwargs = self._dummy_call(rng, input_shape)
+            return module.init(rngs, *args, **kwargs)
+
+        def missing(params: dict, rng: Array) -> dict:
+            # The module runs with its params collection open: a given parameter is used as it is
+            # (its initializer never runs), a missing one is made by its initializer. Only the new
+            # leaves are returned, so XLA drops the dummy forward pass and the given parameters,
+            # unused, never enter the computation. The dummy inputs are made inside (one
+            # program, not one compiled operation each).
+            rngs, args, kwargs = self._dummy_call(rng, input_shape)
+            _, variables = module.apply({"params": params}, *args, rngs=rngs, mutable=["params"], **kwargs)
+            given = flatten_tree(params)
+            return {
+                "/".join(p): v
+                for p, v in flatten_tree(_to_plain_dict(variables["params"])).items()
+                if p not in given
+            }
+
+        flat = flatten_tree(params)
+        given = flat
+        if module is self.module and all(
+            _layer_position(p) is None for p in flatten_tree(self.params_shape_tree) if p not in flat
+        ):
+            # Every new leaf lies outside the layers (a head, the pooler): Flax derives a
+            # parameter's random stream from its path alone, so the one-layer model makes the
+            # same values, traced and compiled without the other layers.
+            module = self._one_layer_module()
+            given = {
+                p: v for p, v in flat.items() if _layer_position(p) is None or p[_layer_position(p)] == "0"
+            }
+        given = unflatten_tree(given)
+        new = jax.jit(missing).lower(given, rng).compile(_QUICK_COMPILE)(given, rng)
+        flat.update({tuple(p.split("/")): v for p, v in new.items()})
+        return {"params": unflatten_tree(flat)}
+
+    def _dummy_call(self, rng: Array, input_shape: tuple[int, ...]) -> tuple[dict, tuple, dict]:
+        """``(rngs, args, kwargs)`` of the dummy forward pass that initialises the parameters."""
         input_ids = jnp.zeros(input_shape, dtype="i4")
         params_rng, dropout_rng = jax.random.split(rng)
         kwargs: dict[str, Any] = {}
@@ -937,34 +1083,13 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
                 (batch, input_shape[-1], self.config.hidden_size), self.dtype
             )
             kwargs["encoder_attention_mask"] = jnp.ones((batch, input_shape[-1]), "i4")
-        args = (input_ids, jnp.ones_like(input_ids))
         kwargs.update(
             token_type_ids=jnp.zeros_like(input_ids),
             position_ids=create_position_ids_from_input_ids(input_ids, self.config.pad_token_id),
             return_dict=False,
         )
         rngs = {"params": params_rng, "dropout": dropout_rng}
-        if params is None:
-            return self.module.init(rngs, *args, **kwargs)
-
-        def missing(params: dict, rngs: dict) -> dict:
-            # The module runs with its params collection open: a given parameter is used as it is
-            # (its initializer never runs), a missing one is made by its initializer. Only the new
-            # leaves are returned, so XLA drops the dummy forward pass and the given parameters,
-            # unused, never enter the computation.
-            _, variables = self.module.apply(
-                {"params": params}, *args, rngs=rngs, mutable=["params"], **kwargs
-            )
-            given = flatten_tree(params)
-            return {
-                "/".join(p): v
-                for p, v in flatten_tree(_to_plain_dict(variables["params"])).items()
-                if p not in given
-            }
-
-        flat = flatten_tree(params)
-        flat.update({tuple(p.split("/")): v for p, v in jax.jit(missing)(params, rngs).items()})
-        return {"params": unflatten_tree(flat)}
+        return rngs, (input_ids, jnp.ones_like(input_ids)), kwargs
 
     def init_weights(self, rng: Array, input_shape: tuple[int, ...], params: Mapping | None = None) -> dict:
         """Random parameters; with ``params``, only the leaves it lacks are initialised.
@@ -1072,6 +1197,10 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
     ) -> O.ModelOutput | tuple:
         """Run the model (eagerly, or inside ``jax.jit``/``jax.grad``).
 
+        An eager call (concrete arrays, no cache, no adapter) runs the forward as one program
+        compiled per input shape and shared by models of equal configs (:func:`_compiled_apply`);
+        inside a trace, with a decoder cache or an attached adapter, the module runs as it is.
+
         Args:
             input_ids: Token ids, (batch, seq) ((batch, num_choices, seq) for multiple choice).
             attention_mask: 1 for tokens to attend to, 0 for padding: (batch, seq), or (batch, seq,
@@ -1139,6 +1268,23 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
             mutable = ["cache"]
             if position_ids is None:  # the module cannot see the cache index: count on from it
                 kwargs["position_ids"] = create_position_ids_from_input_ids(input_ids, cfg.pad_token_id, past)
+        flags = (not train, output_attentions, output_hidden_states)
+        if (
+            past_key_values is None
+            and isinstance(adapter_scope, contextlib.nullcontext)
+            and not any(
+                isinstance(x, jax.core.Tracer)
+                for x in jax.tree_util.tree_leaves(
+                    (params, input_ids, attention_mask, head_mask, dropout_rng, kwargs)
+                )
+            )
+        ):
+            # An eager call: the whole forward as one compiled program (kept per flag setting; JAX
+            # keeps one per input shape), not one compiled operation at a time.
+            return_value = _compiled_apply(self.module, flags)(
+                params, input_ids, attention_mask, head_mask, dropout_rng, kwargs
+            )
+            return return_value if return_dict else return_value.to_tuple()
         with adapter_scope:
             result = self.module.apply(
                 variables,

@@ -519,8 +519,13 @@ class TFXLMRobertaSelfAttention(_ConfigLayer):
                 value = tf.concat([tf.cast(past_key_value[1], value.dtype), value], axis=2)
         present = (key, value) if self.is_decoder else None
 
+        relative = self.position_embedding_type in ("relative_key", "relative_key_query")
+        if not relative:
+            # Scale the (seq, head_dim) queries, not the (seq, seq) scores: one pass fewer over the
+            # scores (exact for a power-of-two head_dim, as 64 is).
+            query = query * tf.cast(1.0 / math.sqrt(self.attention_head_size), query.dtype)
         scores = tf.matmul(query, key, transpose_b=True)  # (batch, heads, seq, key_seq)
-        if self.position_embedding_type in ("relative_key", "relative_key_query"):
+        if relative:
             scores = scores + relative_position_scores(
                 query,
                 key,
@@ -528,7 +533,9 @@ class TFXLMRobertaSelfAttention(_ConfigLayer):
                 self.position_embedding_type,
                 self.max_position_embeddings,
             )
-        scores = tf.cast(scores, tf.float32) / math.sqrt(self.attention_head_size)
+        scores = tf.cast(scores, tf.float32)
+        if relative:
+            scores = scores / math.sqrt(self.attention_head_size)
         if attention_mask is not None:
             scores = scores + additive_mask(attention_mask, tf.float32)
         probs = tf.cast(tf.nn.softmax(scores, axis=-1), query.dtype)
