@@ -112,51 +112,74 @@ def test_jit_matches_eager_and_traces_once_per_shape():
     assert traces == [(2, 7), (2, 5)]
 
 
-def test_eager_call_is_one_compiled_program_shared_by_equal_configs(caplog):
-    """An eager call runs the forward as one jitted program (not one compiled operation at a time),
-    equal to the module applied op by op; a second model with an equal config reuses it; a
-    config changed afterwards gets its own program and never reaches the shared one."""
+def _compiles(caplog, fn):
+    """``fn()`` and the names of the programs XLA compiled meanwhile."""
     import logging
 
+    caplog.clear()
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="jax"):
+            result = fn()
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    names = [r.getMessage() for r in caplog.records if "Finished XLA compilation" in r.getMessage()]
+    return result, [m.split(" of ")[1].split(" in ")[0] for m in names]
+
+
+def test_eager_call_runs_compiled_blocks_shared_by_equal_configs(caplog):
+    """An eager call runs compiled blocks (embeddings, one program for all layers, the head), not
+    one compiled operation at a time; it equals the module applied op by op; a model with an
+    equal config reuses the programs; a config changed afterwards gets its own and never reaches
+    the shared ones."""
     from xlmr_flax import modeling
 
-    model, config, _, _ = ours("token_classification")
+    model, config, _, _ = ours("token_classification", num_hidden_layers=3)
     inputs = make_inputs(config, "token_classification", seq=6, labels=False)
     with jax.disable_jit():
         by_operation = model.module.apply(
             {"params": model.params}, **{k: jnp.asarray(v, "i4") for k, v in inputs.items()}
         )
     modeling._COMPILED.clear()
-    jax.config.update("jax_log_compiles", True)
-    try:
-        with caplog.at_level(logging.WARNING, logger="jax"):
-            first = model(**inputs).logits
-            compiled = [
-                r.getMessage() for r in caplog.records if "Finished XLA compilation" in r.getMessage()
-            ]
-            caplog.clear()
-            twin, _, _, _ = ours("token_classification")
-            again = twin(**inputs).logits
-            recompiled = [
-                r.getMessage() for r in caplog.records if "Finished XLA compilation" in r.getMessage()
-            ]
-    finally:
-        jax.config.update("jax_log_compiles", False)
-    assert sum("jit(apply)" in m for m in compiled) == 1, compiled
-    assert len(compiled) <= 3, compiled  # the program, plus at most the input conversions
-    assert recompiled == []
-    assert len(modeling._COMPILED) == 1
+    first, compiled = _compiles(caplog, lambda: model(**inputs).logits)
+    # embeddings, the layer (one program for the three), the head; at most two input conversions
+    assert compiled.count("jit(block)") == 3, compiled
+    assert len(compiled) <= 5, compiled
+    assert len(modeling._COMPILED) == 3
     np.testing.assert_allclose(np.asarray(first), np.asarray(by_operation[0]), atol=1e-6, rtol=0)
+
+    twin, _, _, _ = ours("token_classification", num_hidden_layers=3)
+    again, recompiled = _compiles(caplog, lambda: twin(**inputs).logits)
+    assert recompiled == []
     np.testing.assert_array_equal(np.asarray(again), np.asarray(first))
 
-    twin.config.num_labels = config.num_labels  # unchanged content: same program
+    twin.config.num_labels = config.num_labels  # unchanged content: same programs
     twin(**inputs)
-    assert len(modeling._COMPILED) == 1
-    twin.config.layer_norm_eps = 0.5  # a config changed in place: its own program, the shared one intact
+    assert len(modeling._COMPILED) == 3
+    twin.config.layer_norm_eps = 0.5  # a config changed in place: its own programs, the shared ones intact
     changed = np.asarray(twin(**inputs).logits)
-    assert len(modeling._COMPILED) == 2
+    assert len(modeling._COMPILED) == 6
     assert np.abs(changed - np.asarray(first)).max() > 1e-3
     np.testing.assert_array_equal(np.asarray(model(**inputs).logits), np.asarray(first))
+
+
+def test_eager_train_call_is_one_program_with_the_traced_dropout():
+    """train=True eagerly: one compiled program whose dropout masks are the op-by-op call's."""
+    model, config, _, _ = ours(
+        "token_classification", hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3
+    )
+    inputs = make_inputs(config, "token_classification", seq=6, labels=False)
+    rng = jax.random.PRNGKey(3)
+    with jax.disable_jit():
+        by_operation = model.module.apply(
+            {"params": model.params},
+            **{k: jnp.asarray(v, "i4") for k, v in inputs.items()},
+            deterministic=False,
+            rngs={"dropout": rng},
+        )
+    eager = model(**inputs, train=True, dropout_rng=rng).logits
+    np.testing.assert_allclose(np.asarray(eager), np.asarray(by_operation[0]), atol=1e-6, rtol=0)
+    assert np.abs(np.asarray(eager) - np.asarray(model(**inputs).logits)).max() > 1e-3  # dropout ran
 
 
 @pytest.mark.parametrize(

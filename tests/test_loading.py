@@ -452,6 +452,72 @@ def test_flax_initialises_only_the_new_head(checkpoints, fmt, monkeypatch):
             np.testing.assert_array_equal(ours[key], value, err_msg=key)
 
 
+@pytest.mark.parametrize(
+    "head, new_modules",
+    [
+        ("base", {("pooler",)}),
+        ("multiple_choice", {("roberta", "pooler"), ("classifier",)}),
+        ("token_classification", {("classifier",)}),
+        ("question_answering", {("qa_outputs",)}),
+        ("masked_lm", {("lm_head",)}),
+    ],
+)
+def test_flax_new_head_values_are_a_full_inits(checkpoints, head, new_modules, tmp_path):
+    """Every head module a checkpoint lacks gets the values a full init with the model's seed gives
+    it (the modules run alone, on the random stream of their path); the rest is the file's."""
+    jax = pytest.importorskip("jax")
+    import xlmr_flax
+    from tests.backends.flax_adapter import flax_class
+
+    dirs, _ = checkpoints
+    source = dirs["safetensors"]
+    if head == "masked_lm":  # a checkpoint without the LM head
+        xlmr_flax.FlaxXLMRobertaModel.from_pretrained(source, add_pooling_layer=False).save_pretrained(
+            tmp_path
+        )
+        source = tmp_path
+    options = {"num_labels": 2} if head == "question_answering" else {}
+    model = flax_class(head).from_pretrained(source, seed=5, **options)
+    full = W.flatten_tree(model.init_weights(jax.random.PRNGKey(5), model.input_shape))
+    kept = W.flatten_tree(xlmr_flax.FlaxXLMRobertaModel.from_pretrained(dirs["safetensors"]).params)
+    flat = W.flatten_tree(model.params)
+    new = {p for p in flat if any(p[: len(m)] == m for m in new_modules)}
+    assert new and set(full) == set(flat)
+    for path, value in flat.items():
+        if path in new:
+            np.testing.assert_allclose(
+                np.asarray(value), np.asarray(full[path]), rtol=1e-6, atol=0, err_msg=str(path)
+            )
+        else:  # the checkpoint's value, not the init's
+            stored = kept[path[1:] if path[0] == "roberta" else path]
+            np.testing.assert_array_equal(np.asarray(value), np.asarray(stored), err_msg=str(path))
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        ("pooler", "dense", "kernel"),  # a head module: it runs alone
+        ("embeddings", "token_type_embeddings", "embedding"),  # outside the layers: a one-layer model
+        ("encoder", "layer", "1", "output", "dense", "kernel"),  # in a layer: the whole model
+    ],
+)
+def test_flax_init_weights_fills_a_missing_leaf_as_a_full_init(missing):
+    """Whichever route fills a missing leaf, its value is the full init's and the rest is kept."""
+    jax = pytest.importorskip("jax")
+    import xlmr_flax
+
+    model = xlmr_flax.FlaxXLMRobertaModel(CONFIG, seed=7)
+    full = W.flatten_tree(model.init_weights(jax.random.PRNGKey(7), model.input_shape))
+    given = {p: np.asarray(v) + 1.0 for p, v in full.items() if p != missing}  # not the init's values
+    filled = W.flatten_tree(
+        model.init_weights(jax.random.PRNGKey(7), model.input_shape, W.unflatten_tree(given))
+    )
+    assert set(filled) == set(full)
+    np.testing.assert_allclose(np.asarray(filled[missing]), np.asarray(full[missing]), rtol=1e-6, atol=0)
+    for path, value in given.items():
+        np.testing.assert_array_equal(np.asarray(filled[path]), value, err_msg=str(path))
+
+
 def test_flax_param_dtype_casts_per_tensor(checkpoints, monkeypatch):
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp

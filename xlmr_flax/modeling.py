@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -576,6 +578,8 @@ class FlaxXLMRobertaLayer(_ConfigModule):
             ``add_cross_attention`` adds ``crossattention``).
     """
 
+    _eager_blocks: ClassVar[tuple[str, ...]] = ("__call__",)  # see _compiled_blocks
+
     def setup(self) -> None:
         self.attention = FlaxXLMRobertaAttention(self.config, causal=self.config.is_decoder, dtype=self.dtype)
         self.intermediate = FlaxXLMRobertaIntermediate(self.config, dtype=self.dtype)
@@ -716,6 +720,8 @@ class FlaxXLMRobertaEncoder(_ConfigModule):
 class FlaxXLMRobertaPooler(_ConfigModule):
     """``tanh(dense(first token))``; with ``segment_ids`` one row per packed sequence, in slots."""
 
+    _eager_blocks: ClassVar[tuple[str, ...]] = ("__call__",)  # see _compiled_blocks
+
     def setup(self) -> None:
         self.dense = _dense(self.config.hidden_size, self.config, self.dtype)
 
@@ -796,23 +802,40 @@ def _to_plain_dict(tree: Any) -> Any:
     return tree
 
 
-# A program that runs once (new leaves' random values): LLVM's cheapest pipeline, as compiling
-# is most of its cost.
-_QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+# XLA's CPU options for xlmr's own programs. The older loop emitters compile fused operations in
+# about half the time of the MLIR fusion emitters and run as fast here (measured on the base
+# shape: first eager call 0.52 -> 0.41 s, 8x128 forward equal within noise).
+_FAST_COMPILE = (("xla_cpu_use_fusion_emitters", False),)
+# A program that runs once (new leaves' random values): LLVM's cheapest pipeline besides, as
+# compiling is most of its cost.
+_QUICK_COMPILE = _FAST_COMPILE + (
+    ("xla_backend_optimization_level", 0),
+    ("xla_llvm_disable_expensive_passes", True),
+)
 
 
-_COMPILED: OrderedDict[tuple, Callable] = OrderedDict()  # (module, flags) -> jitted apply, most recent last
-_COMPILED_KEEP = 32
+@functools.cache
+def _xla_knows_the_options() -> bool:
+    """Whether this XLA takes :data:`_QUICK_COMPILE` (a superset of the others): one trial compile."""
+    try:
+        jax.jit(lambda x: x + 1).lower(jnp.zeros(1)).compile(dict(_QUICK_COMPILE))
+    except Exception:  # XlaRuntimeError "No such compile option" (debug options come and go)
+        return False
+    return True
 
 
-def _compiled_apply(module: nn.Module, flags: tuple[bool, bool, bool]) -> Callable:
-    """``jax.jit`` of ``module.apply`` for ``(deterministic, output_attentions, output_hidden_states)``.
+def _accepted(options: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    """``options`` as compiler options, or ``{}`` (XLA's defaults) where this XLA lacks one."""
+    return dict(options) if _xla_knows_the_options() else {}
 
-    Kept for the last :data:`_COMPILED_KEEP` settings, keyed by the module's class and fields (the
-    config by its JSON): models with equal configs share their compiled programs, as eager
-    operations share theirs.
-    """
-    fields = tuple(
+
+_COMPILED: OrderedDict[tuple, Callable] = OrderedDict()  # key -> jitted function, most recent last
+_COMPILED_KEEP = 64
+
+
+def _module_key(module: nn.Module) -> tuple:
+    """The module's class and fields (the config by its JSON; not its name or parent)."""
+    return (type(module),) + tuple(
         (
             f.name,
             getattr(module, f.name).to_json_string() if f.name == "config" else repr(getattr(module, f.name)),
@@ -820,33 +843,103 @@ def _compiled_apply(module: nn.Module, flags: tuple[bool, bool, bool]) -> Callab
         for f in dataclasses.fields(module)
         if f.name not in ("parent", "name")
     )
-    key = (type(module), fields, flags)
-    if key in _COMPILED:
-        _COMPILED.move_to_end(key)
-        return _COMPILED[key]
+
+
+_COMPILED_LOCK = threading.Lock()
+
+
+def _kept(key: tuple, make: Callable[[], Callable]) -> Callable:
+    """``_COMPILED[key]``, made on first use; the least recently used beyond :data:`_COMPILED_KEEP` go.
+
+    ``make`` only wraps a function in ``jax.jit`` (compiling happens at its first call, outside
+    the lock), so threads calling models at once wait for each other only here.
+    """
+    with _COMPILED_LOCK:
+        if key in _COMPILED:
+            _COMPILED.move_to_end(key)
+            return _COMPILED[key]
+        made = _COMPILED[key] = make()
+        while len(_COMPILED) > _COMPILED_KEEP:
+            _COMPILED.popitem(last=False)
+        return made
+
+
+def _private_clone(module: nn.Module) -> nn.Module:
+    # Its own copy of the config: a later change to the caller's config makes a new key and never
+    # reaches a program another model shares.
+    return module.clone(parent=None, config=module.config.copy())
+
+
+def _compiled_apply(module: nn.Module, flags: tuple[bool, bool, bool]) -> Callable:
+    """``jax.jit`` of ``module.apply`` for ``(deterministic, output_attentions, output_hidden_states)``.
+
+    The eager path of ``train=True`` calls: one program, so the dropout masks are those of the
+    same call traced by the caller. Kept by :func:`_kept` under the module's class and fields:
+    models with equal configs share their compiled programs, as eager operations share theirs.
+    """
     deterministic, output_attentions, output_hidden_states = flags
-    # Its own copy of the config: a later change to the caller's config makes a new key, and
-    # never reaches a program another model shares.
-    module = module.clone(parent=None, config=module.config.copy())
 
-    def apply(params, input_ids, attention_mask, head_mask, dropout_rng, kwargs):
-        return module.apply(
-            {"params": params},
-            input_ids,
-            attention_mask,
-            head_mask=head_mask,
-            deterministic=deterministic,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-            rngs={"dropout": dropout_rng} if dropout_rng is not None else {},
-            **kwargs,
-        )
+    def make() -> Callable:
+        clone = _private_clone(module)
 
-    _COMPILED[key] = jax.jit(apply)
-    while len(_COMPILED) > _COMPILED_KEEP:
-        _COMPILED.popitem(last=False)
-    return _COMPILED[key]
+        def apply(params, input_ids, attention_mask, head_mask, dropout_rng, kwargs):
+            return clone.apply(
+                {"params": params},
+                input_ids,
+                attention_mask,
+                head_mask=head_mask,
+                deterministic=deterministic,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+                rngs={"dropout": dropout_rng} if dropout_rng is not None else {},
+                **kwargs,
+            )
+
+        return jax.jit(apply, compiler_options=_accepted(_FAST_COMPILE))
+
+    return _kept((_module_key(module), "apply", flags), make)
+
+
+def _compiled_blocks(next_fun: Callable, args: tuple, kwargs: dict, context: Any) -> Any:
+    """Interceptor (``nn.intercept_methods``) of an eager, deterministic call: blocks run compiled.
+
+    A method a module class names in ``_eager_blocks`` (the embeddings, a layer, the pooler, a
+    head's prediction) runs as ``jax.jit`` of that method alone, kept by :func:`_kept` under the
+    module's class and fields and the call's non-array arguments; everything between blocks (the
+    loop over layers, assembling the outputs) runs eagerly. The layers share one program, so the
+    first call compiles a handful of small programs instead of the whole model (a fraction of
+    the time), and a later call runs them. Arrays are passed, never captured; a call already
+    being traced (a block's own modules) goes through untouched.
+    """
+    module = context.module
+    if context.method_name not in getattr(type(module), "_eager_blocks", ()):
+        return next_fun(*args, **kwargs)
+    leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
+    if any(isinstance(x, jax.core.Tracer) for x in leaves):
+        return next_fun(*args, **kwargs)
+    arrays = tuple(i for i, x in enumerate(leaves) if isinstance(x, jax.Array))
+    static = tuple(None if i in arrays else x for i, x in enumerate(leaves))
+    try:
+        hash(static)
+    except TypeError:
+        return next_fun(*args, **kwargs)
+    method = context.method_name
+
+    def make() -> Callable:
+        clone = _private_clone(module)
+
+        def block(params, values):
+            filled = list(static)
+            for i, value in zip(arrays, values):
+                filled[i] = value
+            call_args, call_kwargs = jax.tree_util.tree_unflatten(treedef, filled)
+            return clone.apply({"params": params}, *call_args, **call_kwargs, method=method)
+
+        return jax.jit(block, compiler_options=_accepted(_FAST_COMPILE))
+
+    compiled = _kept((_module_key(module), method, treedef, static), make)
+    return compiled(module.variables["params"], [leaves[i] for i in arrays])
 
 
 def _layer_position(path: tuple[str, ...]) -> int | None:
@@ -854,6 +947,17 @@ def _layer_position(path: tuple[str, ...]) -> int | None:
     for i in range(len(path) - 2):
         if path[i] == "encoder" and path[i + 1] == "layer":
             return i + 2
+    return None
+
+
+_HEAD_MODULES = ("pooler", "lm_head", "classifier", "qa_outputs")
+
+
+def _head_owner(path: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The head module holding the parameter at ``path`` (``("roberta", "pooler")``...), else None."""
+    owner = path[1:2] if path[:1] == ("roberta",) else path[:1]
+    if owner and owner[0] in _HEAD_MODULES and len(path) > 1 + (path[0] == "roberta"):
+        return path[: len(owner) + (path[0] == "roberta")]
     return None
 
 
@@ -1057,20 +1161,69 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
 
         flat = flatten_tree(params)
         given = flat
-        if module is self.module and all(
-            _layer_position(p) is None for p in flatten_tree(self.params_shape_tree) if p not in flat
-        ):
-            # Every new leaf lies outside the layers (a head, the pooler): Flax derives a
-            # parameter's random stream from its path alone, so the one-layer model makes the
-            # same values, traced and compiled without the other layers.
+        new_paths = (
+            [p for p in flatten_tree(self.params_shape_tree) if p not in flat]
+            if module is self.module
+            else []
+        )
+        owners = sorted({_head_owner(p) for p in new_paths})
+        if new_paths and None not in owners:
+            # Every new leaf lies in a head module (pooler, classifier, LM head, span scores): only
+            # those modules run, on a dummy hidden state; Flax derives a parameter's random stream
+            # from its path alone, so the values are those of a full init.
+            kept = {p: v for p, v in flat.items() if _head_owner(p) in owners}
+            new = self._init_heads(owners, unflatten_tree(kept), rng)
+            flat.update({tuple(p.split("/")): v for p, v in new.items()})
+            return {"params": unflatten_tree(flat)}
+        if module is self.module and all(_layer_position(p) is None for p in new_paths):
+            # Every new leaf lies outside the layers, some outside the head modules (an embedding
+            # table): Flax derives a parameter's random stream from its path alone, so the
+            # one-layer model makes the same values, traced and compiled without the other layers.
             module = self._one_layer_module()
             given = {
                 p: v for p, v in flat.items() if _layer_position(p) is None or p[_layer_position(p)] == "0"
             }
         given = unflatten_tree(given)
-        new = jax.jit(missing).lower(given, rng).compile(_QUICK_COMPILE)(given, rng)
+        new = jax.jit(missing).lower(given, rng).compile(_accepted(_QUICK_COMPILE))(given, rng)
         flat.update({tuple(p.split("/")): v for p, v in new.items()})
         return {"params": unflatten_tree(flat)}
+
+    def _init_heads(self, owners: list[tuple[str, ...]], given: dict, rng: Array) -> dict[str, Array]:
+        """The missing parameters of the head modules at ``owners`` (``"a/b"`` path -> value).
+
+        Each module runs alone on a (1, 1, hidden) zero state with the params collection open;
+        ``given`` holds their parameters that exist (used as they are).
+        """
+        cfg, module = self.config, self.module
+
+        def run(root: nn.Module) -> None:
+            hidden = jnp.zeros((1, 1, cfg.hidden_size), root.dtype)
+            for owner in owners:
+                head = root
+                for name in owner:
+                    head = getattr(head, name)
+                if isinstance(head, FlaxXLMRobertaLMHead):
+                    tied = jnp.zeros((1, cfg.hidden_size), root.dtype) if cfg.tie_word_embeddings else None
+                    head(hidden, shared_embedding=tied)
+                else:
+                    head(hidden)
+
+        def missing(given: dict, rng: Array) -> dict:
+            params_rng, dropout_rng = jax.random.split(rng)  # as the dummy forward pass splits it
+            _, variables = module.apply(
+                {"params": given},
+                rngs={"params": params_rng, "dropout": dropout_rng},
+                mutable=["params"],
+                method=run,
+            )
+            old = flatten_tree(given)
+            return {
+                "/".join(p): v
+                for p, v in flatten_tree(_to_plain_dict(variables["params"])).items()
+                if p not in old
+            }
+
+        return jax.jit(missing).lower(given, rng).compile(_accepted(_QUICK_COMPILE))(given, rng)
 
     def _dummy_call(self, rng: Array, input_shape: tuple[int, ...]) -> tuple[dict, tuple, dict]:
         """``(rngs, args, kwargs)`` of the dummy forward pass that initialises the parameters."""
@@ -1197,9 +1350,11 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
     ) -> O.ModelOutput | tuple:
         """Run the model (eagerly, or inside ``jax.jit``/``jax.grad``).
 
-        An eager call (concrete arrays, no cache, no adapter) runs the forward as one program
-        compiled per input shape and shared by models of equal configs (:func:`_compiled_apply`);
-        inside a trace, with a decoder cache or an attached adapter, the module runs as it is.
+        An eager call (concrete arrays, no cache, no adapter) runs compiled programs shared by
+        models of equal configs: block by block (embeddings, one program for every layer, the
+        head; :func:`_compiled_blocks`), or with ``train=True`` the whole forward as one program
+        (:func:`_compiled_apply`, the dropout masks of a traced call). Inside a trace, with a
+        decoder cache or an attached adapter, the module runs as it is.
 
         Args:
             input_ids: Token ids, (batch, seq) ((batch, num_choices, seq) for multiple choice).
@@ -1268,8 +1423,7 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
             mutable = ["cache"]
             if position_ids is None:  # the module cannot see the cache index: count on from it
                 kwargs["position_ids"] = create_position_ids_from_input_ids(input_ids, cfg.pad_token_id, past)
-        flags = (not train, output_attentions, output_hidden_states)
-        if (
+        eager = (
             past_key_values is None
             and isinstance(adapter_scope, contextlib.nullcontext)
             and not any(
@@ -1278,13 +1432,16 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
                     (params, input_ids, attention_mask, head_mask, dropout_rng, kwargs)
                 )
             )
-        ):
-            # An eager call: the whole forward as one compiled program (kept per flag setting; JAX
-            # keeps one per input shape), not one compiled operation at a time.
+        )
+        flags = (not train, output_attentions, output_hidden_states)
+        if eager and train:
+            # Dropout: the whole forward as one compiled program, the masks those of a traced call.
             return_value = _compiled_apply(self.module, flags)(
                 params, input_ids, attention_mask, head_mask, dropout_rng, kwargs
             )
             return return_value if return_dict else return_value.to_tuple()
+        if eager:  # compiled block by block, not one operation at a time (see _compiled_blocks)
+            adapter_scope = nn.intercept_methods(_compiled_blocks)
         with adapter_scope:
             result = self.module.apply(
                 variables,
@@ -1391,6 +1548,7 @@ class FlaxXLMRobertaModule(nn.Module):
     dtype: Any = jnp.float32
     add_pooling_layer: bool = True
     gradient_checkpointing: bool = False
+    _eager_blocks: ClassVar[tuple[str, ...]] = ("embed",)  # see _compiled_blocks
 
     def setup(self) -> None:
         self.embeddings = FlaxXLMRobertaEmbeddings(self.config, dtype=self.dtype)
@@ -1416,14 +1574,8 @@ class FlaxXLMRobertaModule(nn.Module):
         return_dict: bool = True,
         segment_ids: Array | None = None,
     ) -> O.ModelOutput | tuple:
-        if token_type_ids is None:
-            token_type_ids = jnp.zeros_like(input_ids)
-        if position_ids is None:
-            position_ids = create_position_ids_from_input_ids(
-                input_ids, self.config.pad_token_id, segment_ids=segment_ids
-            )
-        hidden_states = self.embeddings(
-            input_ids, token_type_ids, position_ids, attention_mask, deterministic=deterministic
+        hidden_states = self.embed(
+            input_ids, attention_mask, token_type_ids, position_ids, segment_ids, deterministic
         )
         hidden_states, all_hidden, all_attn, all_cross = self.encoder(
             hidden_states,
@@ -1446,6 +1598,27 @@ class FlaxXLMRobertaModule(nn.Module):
             cross_attentions=all_cross,
         )
         return out if return_dict else out.to_tuple()
+
+    def embed(
+        self,
+        input_ids: Array,
+        attention_mask: Array | None,
+        token_type_ids: Array | None,
+        position_ids: Array | None,
+        segment_ids: Array | None,
+        deterministic: bool,
+    ) -> Array:
+        """The embedded tokens, (batch, seq, hidden): token types default to zeros, positions are
+        counted over non-padding tokens (per packed sequence with ``segment_ids``)."""
+        if token_type_ids is None:
+            token_type_ids = jnp.zeros_like(input_ids)
+        if position_ids is None:
+            position_ids = create_position_ids_from_input_ids(
+                input_ids, self.config.pad_token_id, segment_ids=segment_ids
+            )
+        return self.embeddings(
+            input_ids, token_type_ids, position_ids, attention_mask, deterministic=deterministic
+        )
 
 
 class FlaxXLMRobertaModel(FlaxXLMRobertaPreTrainedModel):
@@ -1475,6 +1648,7 @@ class _HeadModule(_ConfigModule):
 
     gradient_checkpointing: bool = False
     head: ClassVar[Head]
+    _eager_blocks: ClassVar[tuple[str, ...]] = ("_predict",)  # see _compiled_blocks
 
     def _backbone(self) -> FlaxXLMRobertaModule:
         return FlaxXLMRobertaModule(
