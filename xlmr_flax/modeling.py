@@ -341,6 +341,8 @@ class FlaxXLMRobertaEmbeddings(_ConfigModule):
     never get here with one, traced calls must not return a finite answer for one.
     """
 
+    _eager_blocks: ClassVar[tuple[str, ...]] = ("__call__",)  # see _compiled_blocks
+
     def setup(self) -> None:
         cfg = self.config
         self.word_embeddings = _embed(cfg.vocab_size, cfg.hidden_size, cfg, self.dtype)
@@ -352,13 +354,19 @@ class FlaxXLMRobertaEmbeddings(_ConfigModule):
     def __call__(
         self,
         input_ids: Array,
-        token_type_ids: Array,
-        position_ids: Array,
+        token_type_ids: Array | None = None,
+        position_ids: Array | None = None,
         attention_mask: Array | None = None,
         deterministic: bool = True,
+        segment_ids: Array | None = None,
     ) -> Array:
-        # (batch, seq) -> (batch, seq, hidden)
+        # (batch, seq) -> (batch, seq, hidden). Token types default to zeros; positions are counted
+        # over non-padding tokens (restarting for every packed sequence with ``segment_ids``).
         pad = self.config.pad_token_id
+        if token_type_ids is None:
+            token_type_ids = jnp.zeros_like(input_ids)
+        if position_ids is None:
+            position_ids = create_position_ids_from_input_ids(input_ids, pad, segment_ids=segment_ids)
         hidden_states = _lookup_without_padding_grad(self.word_embeddings, input_ids.astype("i4"), pad)
         hidden_states = hidden_states + self.token_type_embeddings(token_type_ids.astype("i4"))
         # PyTorch adds absolute positions only; relative variants work inside attention.
@@ -459,14 +467,13 @@ class FlaxXLMRobertaSelfAttention(nn.Module):
                 attention_mask = jnp.ones((key.shape[0], key.shape[1]), "i4")
         keep = attention_keep_mask(attention_mask, segment_ids, query.shape[1], past, self.causal)
 
-        scale = 1.0 / math.sqrt(cfg.head_dim)
-        if self._position_type == "absolute":
+        relative = self._position_type != "absolute"
+        if not relative:
             # Scale the (seq, head_dim) queries, not the (seq, seq) scores: XLA folds the scalar into
             # the projection's bias fusion, where a product on the scores is one more full pass.
-            query = query * jnp.asarray(scale, query.dtype)
-            scale = None
+            query = query * jnp.asarray(1.0 / math.sqrt(cfg.head_dim), query.dtype)
         scores = jnp.einsum("bqhd,bkhd->bhqk", query, key)  # (batch, heads, seq, key_seq)
-        if self._position_type != "absolute":
+        if relative:
             args = (
                 query,
                 key,
@@ -480,8 +487,8 @@ class FlaxXLMRobertaSelfAttention(nn.Module):
                 else relative_position_scores(*args)
             )
         scores = scores.astype(jnp.float32)
-        if scale is not None:
-            scores = scores * scale
+        if relative:
+            scores = scores * (1.0 / math.sqrt(cfg.head_dim))
         if keep is not None:
             scores = scores + additive_mask(keep, scores.dtype)
         probs = jax.nn.softmax(scores, axis=-1)
@@ -870,14 +877,14 @@ def _private_clone(module: nn.Module) -> nn.Module:
     return module.clone(parent=None, config=module.config.copy())
 
 
-def _compiled_apply(module: nn.Module, flags: tuple[bool, bool, bool]) -> Callable:
-    """``jax.jit`` of ``module.apply`` for ``(deterministic, output_attentions, output_hidden_states)``.
+def _compiled_train_apply(module: nn.Module, outputs: tuple[bool, bool]) -> Callable:
+    """``jax.jit`` of ``module.apply`` with dropout, for ``(output_attentions, output_hidden_states)``.
 
     The eager path of ``train=True`` calls: one program, so the dropout masks are those of the
     same call traced by the caller. Kept by :func:`_kept` under the module's class and fields:
     models with equal configs share their compiled programs, as eager operations share theirs.
     """
-    deterministic, output_attentions, output_hidden_states = flags
+    output_attentions, output_hidden_states = outputs
 
     def make() -> Callable:
         clone = _private_clone(module)
@@ -888,7 +895,7 @@ def _compiled_apply(module: nn.Module, flags: tuple[bool, bool, bool]) -> Callab
                 input_ids,
                 attention_mask,
                 head_mask=head_mask,
-                deterministic=deterministic,
+                deterministic=False,
                 output_attentions=output_attentions,
                 output_hidden_states=output_hidden_states,
                 return_dict=True,
@@ -898,7 +905,7 @@ def _compiled_apply(module: nn.Module, flags: tuple[bool, bool, bool]) -> Callab
 
         return jax.jit(apply, compiler_options=_accepted(_FAST_COMPILE))
 
-    return _kept((_module_key(module), "apply", flags), make)
+    return _kept((_module_key(module), "train", outputs), make)
 
 
 def _compiled_blocks(next_fun: Callable, args: tuple, kwargs: dict, context: Any) -> Any:
@@ -918,8 +925,8 @@ def _compiled_blocks(next_fun: Callable, args: tuple, kwargs: dict, context: Any
     leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
     if any(isinstance(x, jax.core.Tracer) for x in leaves):
         return next_fun(*args, **kwargs)
-    arrays = tuple(i for i, x in enumerate(leaves) if isinstance(x, jax.Array))
-    static = tuple(None if i in arrays else x for i, x in enumerate(leaves))
+    arrays = [i for i, x in enumerate(leaves) if isinstance(x, jax.Array)]
+    static = tuple(None if isinstance(x, jax.Array) else x for x in leaves)
     try:
         hash(static)
     except TypeError:
@@ -959,6 +966,46 @@ def _head_owner(path: tuple[str, ...]) -> tuple[str, ...] | None:
     if owner and owner[0] in _HEAD_MODULES and len(path) > 1 + (path[0] == "roberta"):
         return path[: len(owner) + (path[0] == "roberta")]
     return None
+
+
+def _new_leaves(module: nn.Module, given: dict, rngs: dict, *args: Any, **kwargs: Any) -> dict[str, Array]:
+    """The parameters ``module.apply(*args, **kwargs)`` creates beyond ``given`` (``"a/b"`` path -> value).
+
+    The params collection is open: a given parameter is used as it is (its initializer never
+    runs), a missing one is made by its initializer. Compiled, only the new leaves are outputs, so
+    XLA drops the rest of the computation and the given parameters never enter it.
+    """
+    _, variables = module.apply({"params": given}, *args, rngs=rngs, mutable=["params"], **kwargs)
+    old = flatten_tree(given)
+    return {
+        "/".join(p): v for p, v in flatten_tree(_to_plain_dict(variables["params"])).items() if p not in old
+    }
+
+
+def _init_rngs(rng: Array) -> dict[str, Array]:
+    """The ``rngs`` of an initialisation from one key (a full init and a partial one alike)."""
+    params_rng, dropout_rng = jax.random.split(rng)
+    return {"params": params_rng, "dropout": dropout_rng}
+
+
+def _run_heads(root: nn.Module, owners: list[tuple[str, ...]]) -> None:
+    """Call each head module at ``owners`` (paths below ``root``) on a (1, 1, hidden) zero state."""
+    cfg = root.config
+    hidden = jnp.zeros((1, 1, cfg.hidden_size), root.dtype)
+    for owner in owners:
+        head = root
+        for name in owner:
+            head = getattr(head, name)
+        if isinstance(head, FlaxXLMRobertaLMHead):
+            tied = jnp.zeros((1, cfg.hidden_size), root.dtype) if cfg.tie_word_embeddings else None
+            head(hidden, shared_embedding=tied)
+        else:
+            head(hidden)
+
+
+def _run_once(fn: Callable, *args: Any) -> Any:
+    """``fn(*args)`` compiled with :data:`_QUICK_COMPILE` (a program that runs once)."""
+    return jax.jit(fn).lower(*args).compile(_accepted(_QUICK_COMPILE))(*args)
 
 
 def _has_dropout(config: XLMRobertaConfig) -> bool:
@@ -1144,23 +1191,7 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
             rngs, args, kwargs = self._dummy_call(rng, input_shape)
             return module.init(rngs, *args, **kwargs)
 
-        def missing(params: dict, rng: Array) -> dict:
-            # The module runs with its params collection open: a given parameter is used as it is
-            # (its initializer never runs), a missing one is made by its initializer. Only the new
-            # leaves are returned, so XLA drops the dummy forward pass and the given parameters,
-            # unused, never enter the computation. The dummy inputs are made inside (one
-            # program, not one compiled operation each).
-            rngs, args, kwargs = self._dummy_call(rng, input_shape)
-            _, variables = module.apply({"params": params}, *args, rngs=rngs, mutable=["params"], **kwargs)
-            given = flatten_tree(params)
-            return {
-                "/".join(p): v
-                for p, v in flatten_tree(_to_plain_dict(variables["params"])).items()
-                if p not in given
-            }
-
         flat = flatten_tree(params)
-        given = flat
         new_paths = (
             [p for p in flatten_tree(self.params_shape_tree) if p not in flat]
             if module is self.module
@@ -1169,66 +1200,40 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
         owners = sorted({_head_owner(p) for p in new_paths})
         if new_paths and None not in owners:
             # Every new leaf lies in a head module (pooler, classifier, LM head, span scores): only
-            # those modules run, on a dummy hidden state; Flax derives a parameter's random stream
-            # from its path alone, so the values are those of a full init.
-            kept = {p: v for p, v in flat.items() if _head_owner(p) in owners}
-            new = self._init_heads(owners, unflatten_tree(kept), rng)
-            flat.update({tuple(p.split("/")): v for p, v in new.items()})
-            return {"params": unflatten_tree(flat)}
-        if module is self.module and all(_layer_position(p) is None for p in new_paths):
-            # Every new leaf lies outside the layers, some outside the head modules (an embedding
-            # table): Flax derives a parameter's random stream from its path alone, so the
-            # one-layer model makes the same values, traced and compiled without the other layers.
-            module = self._one_layer_module()
-            given = {
-                p: v for p, v in flat.items() if _layer_position(p) is None or p[_layer_position(p)] == "0"
-            }
-        given = unflatten_tree(given)
-        new = jax.jit(missing).lower(given, rng).compile(_accepted(_QUICK_COMPILE))(given, rng)
+            # those modules run, on a (1, 1, hidden) zero state; Flax derives a parameter's random
+            # stream from its path alone, so the values are those of a full init.
+            given = unflatten_tree({p: v for p, v in flat.items() if _head_owner(p) in owners})
+            heads = partial(_run_heads, owners=owners)
+            new = _run_once(
+                lambda given, rng: _new_leaves(module, given, _init_rngs(rng), method=heads), given, rng
+            )
+        else:
+            if module is self.module and all(_layer_position(p) is None for p in new_paths):
+                # Every new leaf lies outside the layers, some outside the head modules (an
+                # embedding table): the one-layer model makes the same values (the same paths),
+                # traced and compiled without the other layers.
+                module = self._one_layer_module()
+                flat_given = {
+                    p: v
+                    for p, v in flat.items()
+                    if _layer_position(p) is None or p[_layer_position(p)] == "0"
+                }
+            else:
+                flat_given = flat
+            given = unflatten_tree(flat_given)
+
+            def missing(given: dict, rng: Array) -> dict:
+                # The dummy inputs are made inside (one program, not one compiled operation each).
+                rngs, args, kwargs = self._dummy_call(rng, input_shape)
+                return _new_leaves(module, given, rngs, *args, **kwargs)
+
+            new = _run_once(missing, given, rng)
         flat.update({tuple(p.split("/")): v for p, v in new.items()})
         return {"params": unflatten_tree(flat)}
-
-    def _init_heads(self, owners: list[tuple[str, ...]], given: dict, rng: Array) -> dict[str, Array]:
-        """The missing parameters of the head modules at ``owners`` (``"a/b"`` path -> value).
-
-        Each module runs alone on a (1, 1, hidden) zero state with the params collection open;
-        ``given`` holds their parameters that exist (used as they are).
-        """
-        cfg, module = self.config, self.module
-
-        def run(root: nn.Module) -> None:
-            hidden = jnp.zeros((1, 1, cfg.hidden_size), root.dtype)
-            for owner in owners:
-                head = root
-                for name in owner:
-                    head = getattr(head, name)
-                if isinstance(head, FlaxXLMRobertaLMHead):
-                    tied = jnp.zeros((1, cfg.hidden_size), root.dtype) if cfg.tie_word_embeddings else None
-                    head(hidden, shared_embedding=tied)
-                else:
-                    head(hidden)
-
-        def missing(given: dict, rng: Array) -> dict:
-            params_rng, dropout_rng = jax.random.split(rng)  # as the dummy forward pass splits it
-            _, variables = module.apply(
-                {"params": given},
-                rngs={"params": params_rng, "dropout": dropout_rng},
-                mutable=["params"],
-                method=run,
-            )
-            old = flatten_tree(given)
-            return {
-                "/".join(p): v
-                for p, v in flatten_tree(_to_plain_dict(variables["params"])).items()
-                if p not in old
-            }
-
-        return jax.jit(missing).lower(given, rng).compile(_accepted(_QUICK_COMPILE))(given, rng)
 
     def _dummy_call(self, rng: Array, input_shape: tuple[int, ...]) -> tuple[dict, tuple, dict]:
         """``(rngs, args, kwargs)`` of the dummy forward pass that initialises the parameters."""
         input_ids = jnp.zeros(input_shape, dtype="i4")
-        params_rng, dropout_rng = jax.random.split(rng)
         kwargs: dict[str, Any] = {}
         if self.config.add_cross_attention:
             batch = int(np.prod(input_shape[:-1]))
@@ -1241,8 +1246,7 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
             position_ids=create_position_ids_from_input_ids(input_ids, self.config.pad_token_id),
             return_dict=False,
         )
-        rngs = {"params": params_rng, "dropout": dropout_rng}
-        return rngs, (input_ids, jnp.ones_like(input_ids)), kwargs
+        return _init_rngs(rng), (input_ids, jnp.ones_like(input_ids)), kwargs
 
     def init_weights(self, rng: Array, input_shape: tuple[int, ...], params: Mapping | None = None) -> dict:
         """Random parameters; with ``params``, only the leaves it lacks are initialised.
@@ -1353,7 +1357,7 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
         An eager call (concrete arrays, no cache, no adapter) runs compiled programs shared by
         models of equal configs: block by block (embeddings, one program for every layer, the
         head; :func:`_compiled_blocks`), or with ``train=True`` the whole forward as one program
-        (:func:`_compiled_apply`, the dropout masks of a traced call). Inside a trace, with a
+        (:func:`_compiled_train_apply`, the dropout masks of a traced call). Inside a trace, with a
         decoder cache or an attached adapter, the module runs as it is.
 
         Args:
@@ -1433,10 +1437,9 @@ class FlaxXLMRobertaPreTrainedModel(FlaxAdapterMixin):
                 )
             )
         )
-        flags = (not train, output_attentions, output_hidden_states)
         if eager and train:
             # Dropout: the whole forward as one compiled program, the masks those of a traced call.
-            return_value = _compiled_apply(self.module, flags)(
+            return_value = _compiled_train_apply(self.module, (output_attentions, output_hidden_states))(
                 params, input_ids, attention_mask, head_mask, dropout_rng, kwargs
             )
             return return_value if return_dict else return_value.to_tuple()
@@ -1548,7 +1551,6 @@ class FlaxXLMRobertaModule(nn.Module):
     dtype: Any = jnp.float32
     add_pooling_layer: bool = True
     gradient_checkpointing: bool = False
-    _eager_blocks: ClassVar[tuple[str, ...]] = ("embed",)  # see _compiled_blocks
 
     def setup(self) -> None:
         self.embeddings = FlaxXLMRobertaEmbeddings(self.config, dtype=self.dtype)
@@ -1574,8 +1576,8 @@ class FlaxXLMRobertaModule(nn.Module):
         return_dict: bool = True,
         segment_ids: Array | None = None,
     ) -> O.ModelOutput | tuple:
-        hidden_states = self.embed(
-            input_ids, attention_mask, token_type_ids, position_ids, segment_ids, deterministic
+        hidden_states = self.embeddings(
+            input_ids, token_type_ids, position_ids, attention_mask, deterministic, segment_ids=segment_ids
         )
         hidden_states, all_hidden, all_attn, all_cross = self.encoder(
             hidden_states,
@@ -1598,27 +1600,6 @@ class FlaxXLMRobertaModule(nn.Module):
             cross_attentions=all_cross,
         )
         return out if return_dict else out.to_tuple()
-
-    def embed(
-        self,
-        input_ids: Array,
-        attention_mask: Array | None,
-        token_type_ids: Array | None,
-        position_ids: Array | None,
-        segment_ids: Array | None,
-        deterministic: bool,
-    ) -> Array:
-        """The embedded tokens, (batch, seq, hidden): token types default to zeros, positions are
-        counted over non-padding tokens (per packed sequence with ``segment_ids``)."""
-        if token_type_ids is None:
-            token_type_ids = jnp.zeros_like(input_ids)
-        if position_ids is None:
-            position_ids = create_position_ids_from_input_ids(
-                input_ids, self.config.pad_token_id, segment_ids=segment_ids
-            )
-        return self.embeddings(
-            input_ids, token_type_ids, position_ids, attention_mask, deterministic=deterministic
-        )
 
 
 class FlaxXLMRobertaModel(FlaxXLMRobertaPreTrainedModel):

@@ -88,12 +88,11 @@ def _hidden_at(backbone: Any, feed: Mapping[str, jax.Array], rows: jax.Array, co
     output projection and feed-forward -- at the picked tokens only: the rest of its output is
     never read by the masked-LM head.
     """
-    from .modeling import additive_mask, attention_keep_mask, create_position_ids_from_input_ids
+    from .modeling import additive_mask, attention_keep_mask
 
     config = backbone.config
     input_ids, segment_ids, mask = feed["input_ids"], feed.get("segment_ids"), feed.get("attention_mask")
-    positions = create_position_ids_from_input_ids(input_ids, config.pad_token_id, segment_ids=segment_ids)
-    hidden = backbone.embeddings(input_ids, jnp.zeros_like(input_ids), positions, mask, deterministic=True)
+    hidden = backbone.embeddings(input_ids, attention_mask=mask, deterministic=True, segment_ids=segment_ids)
     layers = backbone.encoder.layer.layers
     for layer in layers[:-1]:
         hidden = layer(hidden, mask, None, None, None, False, True, False, segment_ids)[0]
